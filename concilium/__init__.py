@@ -1,0 +1,52 @@
+"""concilium: teams of LLM agents as LangGraph state machines, configured in YAML.
+
+Example:
+    >>> from concilium import load_team
+    >>> team = load_team("examples/teams/gvr.yaml")
+    >>> result = team.run("What is 17 * 24 + 3?")
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+# litellm reads this at import: without it, it downloads a price list (and stalls offline).
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+if TYPE_CHECKING:
+    from concilium.errors import ConciliumError, TeamFileError
+    from concilium.team import RunFailed, RunResult, Team, Usage, load_team
+    from concilium.teams import TeamSpec
+
+__all__ = [
+    "ConciliumError",
+    "RunFailed",
+    "RunResult",
+    "Team",
+    "TeamFileError",
+    "TeamSpec",
+    "Usage",
+    "load_team",
+]
+__version__ = "0.1.0"
+
+_LAZY = {
+    "ConciliumError": "concilium.errors",
+    "TeamFileError": "concilium.errors",
+    "RunFailed": "concilium.team",
+    "RunResult": "concilium.team",
+    "Team": "concilium.team",
+    "Usage": "concilium.team",
+    "load_team": "concilium.team",
+    "TeamSpec": "concilium.teams",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the public names on first use, so ``import concilium`` stays cheap."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'concilium' has no attribute {name!r}")

@@ -1,0 +1,202 @@
+"""What every node of a run shares: the team, budgets, and the step ledger.
+
+A :class:`RunContext` is the LangGraph *context* of a run (``context_schema``):
+nodes receive it as ``runtime.context``. It is the only place that counts calls,
+tokens and cost against the team's limits, and the only place that turns a model
+call into a ledger :class:`Step`, which it also publishes on LangGraph's custom
+stream so anyone streaming the graph sees progress live.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+from concilium.agents.llm import ChatResult, RetryPolicy, chat
+from concilium.errors import BudgetExceeded
+from concilium.teams import RoleSpec, TeamSpec
+
+__all__ = ["RunContext", "Step", "new_run_id"]
+
+
+class Step(TypedDict, total=False):
+    """One entry of the run ledger: an LLM call or a tool call."""
+
+    id: str
+    node: str
+    role: str
+    kind: str  # "llm" | "tool"
+    model: str
+    round: int
+    messages: list[dict[str, str]]
+    output: str
+    parsed: dict[str, Any]
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+    latency_ms: float
+    attempts: int
+    fallback_used: bool
+    cached: bool
+    answer: str | None
+    answer_changed: bool | None
+    flip: str | None  # "right->wrong" | "wrong->right" when a reference is known
+    at: float
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@dataclass
+class RunContext:
+    """Per-run dependencies and counters, handed to every node by LangGraph."""
+
+    team: TeamSpec
+    run_id: str = field(default_factory=new_run_id)
+    default_model: str = "local/smollm2"
+    reference: str | None = None
+    seed: int = 0
+    llm_calls: int = 0
+    tokens: int = 0
+    cost: float = 0.0
+    on_step: Callable[[Step], None] | None = None
+
+    # ---------------------------------------------------------------- models
+
+    def model_for(self, spec: RoleSpec) -> str:
+        """Role model > team model > the process default (``CONCILIUM_MODEL``)."""
+        return spec.model or self.team.model or self.default_model
+
+    def _check_budget(self) -> None:
+        limits = self.team.limits
+        if self.llm_calls >= limits.max_llm_calls:
+            raise BudgetExceeded(f"max_llm_calls ({limits.max_llm_calls}) reached")
+        if limits.max_tokens is not None and self.tokens >= limits.max_tokens:
+            raise BudgetExceeded(f"token budget ({limits.max_tokens}) spent")
+        if limits.max_cost is not None and self.cost >= limits.max_cost:
+            raise BudgetExceeded(f"cost budget (${limits.max_cost}) spent")
+
+    async def chat(
+        self,
+        node: str,
+        spec: RoleSpec,
+        messages: Sequence[dict[str, str]],
+        *,
+        kind: str,
+        sample: int = 0,
+        stop: Sequence[str] | None = None,
+    ) -> ChatResult:
+        """One budgeted model call for role instance ``node`` (its ``kind`` told to the provider).
+
+        ``sample`` distinguishes independent calls of one role (samples, debaters)
+        so they get distinct seeds and never share a cache entry.
+        """
+        self._check_budget()
+        self.llm_calls += 1
+        retry = self.team.retry
+        result = await chat(
+            messages,
+            model=self.model_for(spec),
+            temperature=spec.temperature,
+            max_tokens=spec.max_tokens,
+            seed=self.seed + sample,
+            fallbacks=spec.fallbacks,
+            retry=RetryPolicy(
+                attempts=retry.attempts,
+                initial_backoff_s=retry.initial_backoff_s,
+                max_backoff_s=retry.max_backoff_s,
+                timeout_s=retry.timeout_s,
+            ),
+            metadata={"role": kind, "node": node, "run_id": self.run_id, "sample": sample},
+            stop=stop,
+        )
+        self.tokens += result.total_tokens
+        self.cost += result.cost
+        return result
+
+    # ---------------------------------------------------------------- ledger
+
+    def step(
+        self,
+        *,
+        node: str,
+        role: str,
+        round: int,
+        messages: Sequence[dict[str, str]] = (),
+        result: ChatResult | None = None,
+        output: str = "",
+        parsed: dict[str, Any] | None = None,
+        answer: str | None = None,
+        previous: str | None = None,
+        revision: bool = False,
+        latency_ms: float = 0.0,
+    ) -> Step:
+        """Build a ledger step, publish it, and return it for the node's state update.
+
+        For a ``revision`` (a refiner's or debater's new answer), ``previous`` is the
+        answer before it: the step records whether the answer changed and, with a
+        reference, which way it flipped (right->wrong or wrong->right).
+        """
+        step: Step = {
+            "id": uuid.uuid4().hex[:12],
+            "node": node,
+            "role": role,
+            "kind": "llm" if result is not None else "tool",
+            "model": result.model if result is not None else "tool",
+            "round": round,
+            "messages": list(messages),
+            "output": result.text if result is not None else output,
+            "parsed": parsed or {},
+            "prompt_tokens": result.prompt_tokens if result else 0,
+            "completion_tokens": result.completion_tokens if result else 0,
+            "cost": result.cost if result else 0.0,
+            "latency_ms": result.latency_ms if result else latency_ms,
+            "attempts": result.attempts if result else 1,
+            "fallback_used": result.fallback_used if result else False,
+            "cached": result.cached if result else False,
+            "answer": answer,
+            "answer_changed": None,
+            "flip": None,
+            "at": time.time(),
+        }
+        if revision:
+            step["answer_changed"] = not self.same(previous, answer)
+            step["flip"] = self.flip(previous, answer)
+        self.publish(step)
+        return step
+
+    def publish(self, step: Step) -> None:
+        if self.on_step is not None:
+            self.on_step(step)
+        with contextlib.suppress(Exception):  # outside a graph run there is no stream
+            from langgraph.config import get_stream_writer
+
+            get_stream_writer()({"type": "step", "step": step})
+
+    # ---------------------------------------------------------------- answers
+
+    def same(self, a: str | None, b: str | None) -> bool:
+        from concilium.agents.answers import same
+
+        if a is None and b is None:
+            return True
+        return same(a, b, self.team.answer.format, self.team.answer.tolerance)
+
+    def correct(self, answer: str | None) -> bool | None:
+        """Whether ``answer`` matches the reference; ``None`` when no reference is known."""
+        if self.reference is None:
+            return None
+        from concilium.agents.answers import normalize
+
+        return self.same(answer, normalize(self.reference, self.team.answer.format))
+
+    def flip(self, before: str | None, after: str | None) -> str | None:
+        was, now = self.correct(before), self.correct(after)
+        if was is None or was == now:
+            return None
+        return "wrong->right" if now else "right->wrong"

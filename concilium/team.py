@@ -1,0 +1,248 @@
+"""A loaded team: compiles to a LangGraph graph, runs a task, returns a :class:`RunResult`.
+
+``Team.compile()`` gives an ordinary ``CompiledStateGraph`` for services that
+embed the graph themselves (invoke, stream, checkpointers, subgraphs; pass a
+:class:`RunContext` as ``context=``). ``Team.arun()`` is the convenience path the
+CLI uses: it adds budgets, a wall-clock limit and a summary of what it cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from concilium.agents.context import RunContext, Step, new_run_id
+from concilium.errors import BudgetExceeded, ModelError
+from concilium.teams import TeamSpec, load_spec, spec_from_dict
+
+__all__ = ["RunFailed", "RunResult", "Team", "Usage", "load_team"]
+
+
+class Usage(BaseModel):
+    """What a run consumed."""
+
+    llm_calls: int = 0
+    tool_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cost: float = 0.0
+    retries: int = 0
+    fallbacks: int = 0
+
+    @classmethod
+    def of(cls, steps: list[Step]) -> Usage:
+        llm = [s for s in steps if s.get("kind") == "llm"]
+        prompt = sum(s.get("prompt_tokens", 0) for s in llm)
+        completion = sum(s.get("completion_tokens", 0) for s in llm)
+        return cls(
+            llm_calls=sum(1 for s in llm if not s.get("cached")),
+            tool_calls=len(steps) - len(llm),
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=prompt + completion,
+            cost=sum(s.get("cost", 0.0) for s in llm),
+            retries=sum(max(0, s.get("attempts", 1) - 1) for s in llm),
+            fallbacks=sum(1 for s in llm if s.get("fallback_used")),
+        )
+
+
+class RunResult(BaseModel):
+    """The outcome of one run: the answer, every step, and what it cost."""
+
+    run_id: str
+    team: str
+    strategy: str
+    task: str
+    answer: str | None = Field(None, description="The final answer, normalised.")
+    answer_text: str = Field("", description="The full text the answer came from.")
+    status: Literal["ok", "stopped", "failed"] = "ok"
+    stop_reason: str | None = None
+    error: str | None = None
+    rounds: int = 0
+    reference: str | None = None
+    correct: bool | None = None
+    flips: dict[str, int] = Field(default_factory=dict)
+    usage: Usage = Field(default_factory=Usage)
+    wall_ms: float = 0.0
+    steps: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class RunFailed(ModelError):
+    """A model failed after retries and fallbacks; ``result`` holds what the run had done."""
+
+    def __init__(self, message: str, result: RunResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class Team:
+    """A validated team, ready to compile or run.
+
+    Example:
+        >>> team = load_team("examples/teams/gvr.yaml")
+        >>> result = await team.arun("What is 17 * 24 + 3?")
+        >>> result.answer, result.usage.total_tokens
+    """
+
+    def __init__(self, spec: TeamSpec, *, source: str | None = None) -> None:
+        self.spec = spec
+        self.source = source
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def with_model(self, model: str | None) -> Team:
+        """This team with every role calling ``model`` (no-op for ``None``)."""
+        return self if not model else Team(self.spec.with_model(model), source=self.source)
+
+    def graph(self) -> Any:
+        """The uncompiled ``StateGraph`` (to add nodes, or to use as a subgraph)."""
+        from concilium.graphs import build_graph
+
+        return build_graph(self.spec)
+
+    def compile(self, checkpointer: Any = None, **kwargs: Any) -> Any:
+        """A LangGraph ``CompiledStateGraph``; its context is a :class:`RunContext`."""
+        return self.graph().compile(checkpointer=checkpointer, **kwargs)
+
+    def context(self, **kwargs: Any) -> RunContext:
+        """A fresh :class:`RunContext` for this team (the default model from settings)."""
+        from concilium.settings import get_settings
+
+        kwargs.setdefault("default_model", get_settings().model)
+        return RunContext(team=self.spec, **kwargs)
+
+    def mermaid(self) -> str:
+        """The team's graph as a Mermaid flowchart."""
+        return str(self.compile().get_graph().draw_mermaid())
+
+    def recursion_limit(self) -> int:
+        """A backstop well above what the team's own limits allow (loops stop themselves)."""
+        return 20 + 4 * self.spec.limits.max_llm_calls
+
+    async def arun(
+        self,
+        task: str,
+        *,
+        reference: str | None = None,
+        lessons: list[str] | None = None,
+        run_id: str | None = None,
+        seed: int = 0,
+        on_step: Callable[[Step], None] | None = None,
+    ) -> RunResult:
+        """Run ``task`` to the end, a budget, or the team's timeout.
+
+        Args:
+            task: the task text; it is data for the generator, never configuration.
+            reference: a known right answer, to score the run and count flips.
+            lessons: lessons to put in the generator's and refiner's prompts.
+            run_id: an id for the run (default: a new one).
+            seed: base seed; samples and debaters derive distinct seeds from it.
+            on_step: called with each ledger step as it happens (live progress).
+
+        Raises:
+            RunFailed: a model failed after retries and fallbacks.
+        """
+        steps: list[Step] = []
+
+        def collect(step: Step) -> None:
+            steps.append(step)
+            if on_step is not None:
+                on_step(step)
+
+        ctx = self.context(run_id=run_id or new_run_id(), reference=reference, seed=seed,
+                           on_step=collect)
+        graph = self.compile()
+        state: dict[str, Any] = {}
+        status: Literal["ok", "stopped", "failed"] = "ok"
+        reason: str | None = None
+        error: str | None = None
+        start = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.spec.limits.timeout_s):
+                async for state in graph.astream(
+                    {"task": task, "lessons": list(lessons or []), "steps": []},
+                    context=ctx,
+                    stream_mode="values",
+                    config={"recursion_limit": self.recursion_limit()},
+                ):
+                    pass
+            reason = state.get("stop_reason")
+        except BudgetExceeded as stop:
+            status, reason = "stopped", f"budget: {stop.reason}"
+        except TimeoutError:
+            status, reason = "stopped", f"timeout ({self.spec.limits.timeout_s:g} s)"
+        except ModelError as failure:
+            status, error = "failed", str(failure)
+        result = self._result(ctx, task, state, steps, status, reason, error, start)
+        if status == "failed":
+            raise RunFailed(error or "run failed", result)
+        return result
+
+    def run(self, task: str, **kwargs: Any) -> RunResult:
+        """Blocking :meth:`arun`, for scripts and notebooks without an event loop."""
+        return asyncio.run(self.arun(task, **kwargs))
+
+    def _result(
+        self,
+        ctx: RunContext,
+        task: str,
+        state: dict[str, Any],
+        steps: list[Step],
+        status: Literal["ok", "stopped", "failed"],
+        reason: str | None,
+        error: str | None,
+        start: float,
+    ) -> RunResult:
+        answer = state.get("answer") or {}
+        value = answer.get("value")
+        flips: dict[str, int] = {"changed": 0, "right->wrong": 0, "wrong->right": 0}
+        for step in steps:
+            if step.get("answer_changed"):
+                flips["changed"] += 1
+            if step.get("flip"):
+                flips[str(step["flip"])] += 1
+        return RunResult(
+            run_id=ctx.run_id,
+            team=self.spec.name,
+            strategy=self.spec.strategy.name,
+            task=task,
+            answer=value,
+            answer_text=answer.get("text", ""),
+            status=status,
+            stop_reason=reason,
+            error=error,
+            rounds=int(state.get("round", 0) or 0),
+            reference=ctx.reference,
+            correct=ctx.correct(value),
+            flips=flips,
+            usage=Usage.of(steps),
+            wall_ms=(time.perf_counter() - start) * 1000.0,
+            steps=[dict(s) for s in steps],
+        )
+
+
+def load_team(source: str | Path | dict[str, Any], *, model: str | None = None) -> Team:
+    """Load a team from a YAML file path (or an already-parsed dict).
+
+    Args:
+        source: path of a team file, or the team as a dict.
+        model: run every role on this model instead (like ``--model``).
+
+    Raises:
+        TeamFileError: the file is missing or invalid; the message names file, line, field.
+    """
+    if isinstance(source, dict):
+        spec = spec_from_dict(source)
+        origin = None
+    else:
+        spec = load_spec(source)
+        origin = str(source)
+    return Team(spec, source=origin).with_model(model)

@@ -1,0 +1,338 @@
+"""Team files: YAML -> :class:`TeamSpec` (pydantic) -> :class:`~concilium.team.Team`.
+
+Loading is layered like Pydantic AI's agent specs: file -> text -> dict -> model,
+and every failure becomes one :class:`TeamFileError` line naming the file, the
+line and the field, with the valid choices where there are any. YAML is read
+with the safe loader only (``!!python/...`` tags never construct anything).
+
+Example:
+    >>> spec = load_spec("examples/teams/gvr.yaml")
+    >>> spec.strategy.name
+    'gvr'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from concilium.errors import TeamFileError
+
+__all__ = [
+    "ROLE_KINDS",
+    "AnswerSpec",
+    "LimitsSpec",
+    "PromptSpec",
+    "RetrySpec",
+    "RoleSpec",
+    "StrategySpec",
+    "TeamSpec",
+    "load_spec",
+    "spec_from_text",
+    "team_json_schema",
+]
+
+SCHEMA_URL = "https://concilium.dev/schema/team.json"
+MAX_FILE_BYTES = 1_000_000
+MAX_DEPTH = 32
+
+ROLE_KINDS: tuple[str, ...] = ("generator", "verifier", "critic", "refiner")
+"""Role kinds a team may use; a strategy states which of them it needs."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PromptSpec(_Strict):
+    """Jinja2 templates that replace a role's packaged prompt (undefined names fail)."""
+
+    system: str | None = Field(None, description="System message template.")
+    user: str | None = Field(None, description="User message template.")
+
+
+class RoleSpec(_Strict):
+    """One role instance: which kind it is, which model it calls and how."""
+
+    role: str | None = Field(None, description="Role kind; defaults to the key in `roles`.")
+    description: str | None = None
+    model: str | None = Field(None, description="litellm model string; default: the team's.")
+    fallbacks: list[str] = Field(default_factory=list, description="Models tried if it fails.")
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(256, gt=0, le=32_768)
+    prompt: PromptSpec | None = None
+    tools: list[str] = Field(default_factory=list, description="Tool names the role may use.")
+    check: Literal["llm", "calculator"] | None = Field(
+        None, description="Verifier only: judge with the model (llm) or a tool (calculator)."
+    )
+
+    @field_validator("tools")
+    @classmethod
+    def _known_tools(cls, tools: list[str]) -> list[str]:
+        from concilium.tools import TOOLS
+
+        for name in tools:
+            if name not in TOOLS:
+                raise ValueError(f"unknown tool {name!r}; known: {', '.join(sorted(TOOLS))}")
+        return tools
+
+
+class AnswerSpec(_Strict):
+    """What a final answer looks like and how it is pulled out of the text."""
+
+    format: Literal["number", "choice", "text", "code"] = "number"
+    pattern: str | None = Field(
+        None, description="Regex whose first group is the answer; tried before the defaults."
+    )
+    tolerance: float = Field(1e-6, ge=0.0, description="Relative tolerance for numbers.")
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"not a valid regular expression: {error}") from None
+        return pattern
+
+
+class LimitsSpec(_Strict):
+    """Hard limits of one run. Every loop stops at ``max_rounds``; budgets stop the run."""
+
+    max_rounds: int = Field(3, ge=0, le=100, description="Revision rounds of any loop.")
+    max_llm_calls: int = Field(50, ge=1, le=10_000)
+    max_tokens: int | None = Field(None, ge=1, description="Token budget of the whole run.")
+    max_cost: float | None = Field(None, ge=0.0, description="Cost budget in USD.")
+    timeout_s: float = Field(900.0, gt=0.0, description="Wall-clock limit of the whole run.")
+
+
+class RetrySpec(_Strict):
+    """Retries of one model call (transient faults only) and its timeout."""
+
+    attempts: int = Field(3, ge=1, le=20)
+    initial_backoff_s: float = Field(0.5, ge=0.0)
+    max_backoff_s: float = Field(8.0, ge=0.0)
+    timeout_s: float = Field(120.0, gt=0.0)
+
+
+class StrategySpec(BaseModel):
+    """``strategy: gvr`` or ``strategy: {name: gvr, <options>}``; options belong to the strategy."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class TeamSpec(_Strict):
+    """A whole team file."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    description: str = ""
+    strategy: StrategySpec
+    model: str | None = Field(None, description="Default model of every role.")
+    roles: dict[str, RoleSpec] = Field(default_factory=dict)
+    answer: AnswerSpec = AnswerSpec()
+    limits: LimitsSpec = LimitsSpec()
+    retry: RetrySpec = RetrySpec()
+
+    @field_validator("strategy", mode="before")
+    @classmethod
+    def _strategy_shorthand(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _role_kinds(self) -> TeamSpec:
+        for key, role in self.roles.items():
+            kind = role.role or key
+            if kind not in ROLE_KINDS:
+                raise ValueError(
+                    f"roles.{key}: unknown role kind {kind!r}; valid kinds: {', '.join(ROLE_KINDS)}"
+                    f" (set `role:` when the key is an instance name)"
+                )
+            if role.check is not None and kind != "verifier":
+                raise ValueError(f"roles.{key}.check: only a verifier has `check`")
+        return self
+
+    def kind_of(self, key: str) -> str:
+        role = self.roles[key]
+        return role.role or key
+
+    def role(self, key: str, *, like: str | None = None) -> RoleSpec:
+        """The spec of role ``key``; if the team has none, a copy of ``like``'s (or defaults)."""
+        if key in self.roles:
+            return self.roles[key]
+        if like is not None and like in self.roles:
+            base = self.roles[like]
+            return base.model_copy(update={"role": key, "prompt": None})
+        return RoleSpec(role=key)
+
+    def content_hash(self) -> str:
+        """Stable hash of what the team does (used to match runs and evaluations)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def with_model(self, model: str) -> TeamSpec:
+        """A copy where every role calls ``model`` (the ``--model`` override)."""
+        roles = {k: r.model_copy(update={"model": model}) for k, r in self.roles.items()}
+        return self.model_copy(update={"model": model, "roles": roles})
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def load_spec(path: str | Path) -> TeamSpec:
+    """Read and validate a team file; every problem raises :class:`TeamFileError`."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise TeamFileError(str(path), "no such file") from None
+    except OSError as error:
+        raise TeamFileError(str(path), f"cannot read: {error.strerror}") from None
+    if path.is_dir():
+        raise TeamFileError(str(path), "is a directory, not a team file")
+    if size > MAX_FILE_BYTES:
+        raise TeamFileError(str(path), f"file is {size} bytes; the limit is {MAX_FILE_BYTES}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise TeamFileError(str(path), "not UTF-8 text") from None
+    return spec_from_text(text, source=str(path))
+
+
+def spec_from_text(text: str, *, source: str = "<string>") -> TeamSpec:
+    """Validate team YAML given as text; ``source`` names it in errors."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506 - SafeLoader
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = error.problem or str(error)
+        raise TeamFileError(source, f"not valid YAML: {problem}", line=line) from None
+    except yaml.YAMLError as error:
+        raise TeamFileError(source, f"not valid YAML: {error}") from None
+    except RecursionError:
+        raise TeamFileError(source, f"document nested deeper than {MAX_DEPTH} levels") from None
+    if _depth(data) > MAX_DEPTH:
+        raise TeamFileError(source, f"document nested deeper than {MAX_DEPTH} levels")
+    if not isinstance(data, dict):
+        kind = "empty" if data is None else type(data).__name__
+        raise TeamFileError(source, f"a team file must be a mapping of fields, not {kind}", line=1)
+    return spec_from_dict(data, source=source, node=node)
+
+
+def spec_from_dict(
+    data: dict[str, Any], *, source: str = "<dict>", node: yaml.Node | None = None
+) -> TeamSpec:
+    """Validate a team given as a dict, then check it against its strategy."""
+    try:
+        spec = TeamSpec.model_validate(data)
+    except ValidationError as error:
+        raise _to_team_error(error, source, node) from None
+    from concilium.graphs import check_team
+
+    problem = check_team(spec)
+    if problem is not None:
+        loc, message = problem
+        raise TeamFileError(source, message, line=_line_of(node, loc), field=_dotted(loc))
+    return spec
+
+
+def _to_team_error(error: ValidationError, source: str, node: yaml.Node | None) -> TeamFileError:
+    first = error.errors(include_url=False)[0]
+    loc = tuple(first["loc"])
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = f"unknown field {loc[-1]!r}" + _choices_hint(loc[:-1])
+    elif first["type"] == "literal_error":
+        message = f"{message}; got {first.get('input')!r}"
+    elif message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+        inner = re.match(r"^([\w.]+): (.*)$", message, re.DOTALL)
+        if inner and not loc:
+            loc = tuple(int(p) if p.isdigit() else p for p in inner.group(1).split("."))
+            message = inner.group(2)
+    more = len(error.errors()) - 1
+    if more:
+        message += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return TeamFileError(source, message, line=_line_of(node, loc), field=_dotted(loc) or None)
+
+
+def _choices_hint(parent: tuple[Any, ...]) -> str:
+    key = tuple("*" if i == 1 and parent[0] == "roles" else p for i, p in enumerate(parent))
+    model = _NESTED.get(key)
+    return "; valid fields: " + ", ".join(model.model_fields) if model else ""
+
+
+_NESTED: dict[tuple[Any, ...], type[BaseModel]] = {
+    (): TeamSpec,
+    ("roles", "*"): RoleSpec,
+    ("roles", "*", "prompt"): PromptSpec,
+    ("answer",): AnswerSpec,
+    ("limits",): LimitsSpec,
+    ("retry",): RetrySpec,
+}
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the YAML node at ``loc`` (the deepest one that exists)."""
+    if node is None:
+        return None
+    line = node.start_mark.line + 1
+    for part in loc:
+        found = None
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.value == str(part):
+                    found = value if not isinstance(value, yaml.ScalarNode) else key
+                    line = key.start_mark.line + 1
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if 0 <= part < len(node.value):
+                found = node.value[part]
+                line = found.start_mark.line + 1
+        if found is None:
+            break
+        node = found
+    return line
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    if level > MAX_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max([_depth(v, level + 1) for v in value.values()], default=level + 1)
+    if isinstance(value, list):
+        return max([_depth(v, level + 1) for v in value], default=level + 1)
+    return level
+
+
+def team_json_schema() -> dict[str, Any]:
+    """JSON Schema of team files, for editors (``# yaml-language-server: $schema=...``)."""
+    schema = TeamSpec.model_json_schema()
+    schema["$id"] = SCHEMA_URL
+    schema["title"] = "concilium team"
+    return schema

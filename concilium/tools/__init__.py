@@ -1,0 +1,28 @@
+"""Tools that check answers from outside the model: no shared blind spots.
+
+``TOOLS`` names every tool a team file may list; each is built lazily (LangChain
+tools import langchain-core, which a CLI ``--help`` should not pay for).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["TOOLS", "get_tool"]
+
+
+def _calculator() -> Any:
+    from concilium.tools.calculator import calculator_tool
+
+    return calculator_tool()
+
+
+TOOLS: dict[str, Callable[[], Any]] = {"calculator": _calculator}
+
+
+def get_tool(name: str) -> Any:
+    """The LangChain tool registered under ``name``."""
+    if name not in TOOLS:
+        raise KeyError(f"unknown tool {name!r}; known: {', '.join(sorted(TOOLS))}")
+    return TOOLS[name]()
