@@ -93,6 +93,7 @@ class Team:
     def __init__(self, spec: TeamSpec, *, source: str | None = None) -> None:
         self.spec = spec
         self.source = source
+        self._compiled: Any = None
 
     @property
     def name(self) -> str:
@@ -159,7 +160,9 @@ class Team:
 
         ctx = self.context(run_id=run_id or new_run_id(), reference=reference, seed=seed,
                            on_step=collect)
-        graph = self.compile()
+        if self._compiled is None:  # the spec is immutable: compile once per Team
+            self._compiled = self.compile()
+        graph = self._compiled
         state: dict[str, Any] = {}
         status: Literal["ok", "stopped", "failed"] = "ok"
         reason: str | None = None
@@ -167,7 +170,7 @@ class Team:
         start = time.perf_counter()
         try:
             async with asyncio.timeout(self.spec.limits.timeout_s):
-                async for state in graph.astream(
+                async for state in graph.astream(  # noqa: B007 - the last state is the result
                     {"task": task, "lessons": list(lessons or []), "steps": []},
                     context=ctx,
                     stream_mode="values",

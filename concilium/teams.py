@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
@@ -48,6 +49,7 @@ __all__ = [
 SCHEMA_URL = "https://concilium.dev/schema/team.json"
 MAX_FILE_BYTES = 1_000_000
 MAX_DEPTH = 32
+MAX_NODES = 100_000
 
 ROLE_KINDS: tuple[str, ...] = ("generator", "verifier", "critic", "refiner")
 """Role kinds a team may use; a strategy states which of them it needs."""
@@ -222,7 +224,7 @@ def spec_from_text(text: str, *, source: str = "<string>") -> TeamSpec:
     """Validate team YAML given as text; ``source`` names it in errors."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506 - SafeLoader
+        data = yaml.load(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -232,8 +234,9 @@ def spec_from_text(text: str, *, source: str = "<string>") -> TeamSpec:
         raise TeamFileError(source, f"not valid YAML: {error}") from None
     except RecursionError:
         raise TeamFileError(source, f"document nested deeper than {MAX_DEPTH} levels") from None
-    if _depth(data) > MAX_DEPTH:
-        raise TeamFileError(source, f"document nested deeper than {MAX_DEPTH} levels")
+    problem = _shape_problem(data)
+    if problem is not None:
+        raise TeamFileError(source, problem)
     if not isinstance(data, dict):
         kind = "empty" if data is None else type(data).__name__
         raise TeamFileError(source, f"a team file must be a mapping of fields, not {kind}", line=1)
@@ -258,11 +261,13 @@ def spec_from_dict(
 
 
 def _to_team_error(error: ValidationError, source: str, node: yaml.Node | None) -> TeamFileError:
-    first = error.errors(include_url=False)[0]
+    errors = error.errors(include_url=False)
+    # An unknown key is most often a typo of the "missing" one: report it first.
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = tuple(first["loc"])
     message = first["msg"]
     if first["type"] == "extra_forbidden":
-        message = f"unknown field {loc[-1]!r}" + _choices_hint(loc[:-1])
+        message = f"unknown field {loc[-1]!r}" + _choices_hint(loc)
     elif first["type"] == "literal_error":
         message = f"{message}; got {first.get('input')!r}"
     elif message.startswith("Value error, "):
@@ -277,10 +282,17 @@ def _to_team_error(error: ValidationError, source: str, node: yaml.Node | None) 
     return TeamFileError(source, message, line=_line_of(node, loc), field=_dotted(loc) or None)
 
 
-def _choices_hint(parent: tuple[Any, ...]) -> str:
-    key = tuple("*" if i == 1 and parent[0] == "roles" else p for i, p in enumerate(parent))
-    model = _NESTED.get(key)
-    return "; valid fields: " + ", ".join(model.model_fields) if model else ""
+def _choices_hint(loc: tuple[Any, ...]) -> str:
+    """For an unknown key at ``loc``: a close match, or the valid fields of its parent."""
+    parent, key = loc[:-1], str(loc[-1])
+    shape = tuple("*" if i == 1 and parent[0] == "roles" else p for i, p in enumerate(parent))
+    model = _NESTED.get(shape)
+    if model is None:
+        return ""
+    close = difflib.get_close_matches(key, list(model.model_fields), n=1)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return "; valid fields: " + ", ".join(model.model_fields)
 
 
 _NESTED: dict[tuple[Any, ...], type[BaseModel]] = {
@@ -310,24 +322,39 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
                     found = value if not isinstance(value, yaml.ScalarNode) else key
                     line = key.start_mark.line + 1
                     break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if 0 <= part < len(node.value):
-                found = node.value[part]
-                line = found.start_mark.line + 1
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(node.value)
+        ):
+            found = node.value[part]
+            line = found.start_mark.line + 1
         if found is None:
             break
         node = found
     return line
 
 
-def _depth(value: Any, level: int = 0) -> int:
-    if level > MAX_DEPTH:
-        return level
-    if isinstance(value, dict):
-        return max([_depth(v, level + 1) for v in value.values()], default=level + 1)
-    if isinstance(value, list):
-        return max([_depth(v, level + 1) for v in value], default=level + 1)
-    return level
+def _shape_problem(data: Any) -> str | None:
+    """Refuse documents nested too deep or expanding to too many nodes (YAML alias bombs).
+
+    Walks the document as Python sees it (aliases expanded) with a visit budget, so
+    a "billion laughs" file is refused after ``MAX_NODES`` visits instead of hanging.
+    """
+    visits = 0
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        visits += 1
+        if visits > MAX_NODES:
+            return f"document expands to more than {MAX_NODES} values (YAML alias bomb?)"
+        if depth > MAX_DEPTH:
+            return f"document nested deeper than {MAX_DEPTH} levels"
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return None
 
 
 def team_json_schema() -> dict[str, Any]:

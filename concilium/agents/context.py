@@ -134,20 +134,22 @@ class RunContext:
         answer: str | None = None,
         previous: str | None = None,
         revision: bool = False,
+        tool: str = "tool",
         latency_ms: float = 0.0,
     ) -> Step:
         """Build a ledger step, publish it, and return it for the node's state update.
 
-        For a ``revision`` (a refiner's or debater's new answer), ``previous`` is the
-        answer before it: the step records whether the answer changed and, with a
-        reference, which way it flipped (right->wrong or wrong->right).
+        A step without a model ``result`` is a tool call named ``tool``. For a
+        ``revision`` (a refiner's or debater's new answer), ``previous`` is the answer
+        before it: the step records whether the answer changed and, with a reference,
+        which way it flipped (right->wrong or wrong->right).
         """
         step: Step = {
             "id": uuid.uuid4().hex[:12],
             "node": node,
             "role": role,
             "kind": "llm" if result is not None else "tool",
-            "model": result.model if result is not None else "tool",
+            "model": result.model if result is not None else tool,
             "round": round,
             "messages": list(messages),
             "output": result.text if result is not None else output,

@@ -36,7 +36,7 @@ VARIABLES: dict[str, set[str]] = {
 """Template variables each role kind provides."""
 
 # Sandboxed: templates come from user files and must not reach Python internals.
-_env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False)
+_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 
 
 @cache

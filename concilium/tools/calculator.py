@@ -30,10 +30,15 @@ _BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Mod: operator.mod,
     ast.Pow: operator.pow,
 }
-_UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+_UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {
+    ast.UAdd: operator.pos,
+    ast.USub: operator.neg,
+}
 
 # Runs of numbers joined by operators and parentheses, as people write them in prose.
-_EXPR_RE = re.compile(r"[(\s]*[-−]?\d[\d,.]*(?:[\s)]*(?:\*\*|[-+*/×x÷^−])[\s(]*[-−]?\d[\d,.]*)+[\s)]*")
+_EXPR_RE = re.compile(
+    r"[(\s]*[-−]?\d[\d,.]*(?:[\s)]*(?:\*\*|[-+*/×x÷^−])[\s(]*[-−]?\d[\d,.]*)+[\s)]*"
+)
 _CLAIM_RE = re.compile(
     r"((?:[(\s]*[-−]?\d[\d,.]*[\s)]*(?:\*\*|[-+*/×÷^−])\s*)+[(\s]*[-−]?\d[\d,.]*[\s)]*)"
     r"=\s*\$?\s*([-−]?\d[\d,]*(?:\.\d+)?)"

@@ -47,7 +47,9 @@ def gguf_path(name: str) -> Path:
         if name.endswith(".gguf") and Path(name).is_file():
             return Path(name)
         known = ", ".join(f"local/{k}" for k in KNOWN_MODELS)
-        raise ConfigError(f"unknown local model {name!r}; known: {known}, or a path to a .gguf file")
+        raise ConfigError(
+            f"unknown local model {name!r}; known: {known}, or a path to a .gguf file"
+        )
     dist_name, file_name = KNOWN_MODELS[name]
     try:
         dist = metadata.distribution(dist_name)
@@ -127,7 +129,9 @@ class LocalProvider(CustomLLM):
 def _as_config_error(error: Exception) -> Exception:
     """llama.cpp raises ValueError for prompts longer than its context: that is not transient."""
     if isinstance(error, ValueError) and "context" in str(error).lower():
-        return ConfigError(f"prompt too long for the local model ({CONTEXT_TOKENS} tokens): {error}")
+        return ConfigError(
+            f"prompt too long for the local model ({CONTEXT_TOKENS} tokens): {error}"
+        )
     return error
 
 

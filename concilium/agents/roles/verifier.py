@@ -73,7 +73,7 @@ async def verify(
         start = time.perf_counter()
         verdict = calculator_verdict(task, answer, ctx.team.answer.format)
         step = ctx.step(node=node, role="verifier", round=round, output=verdict.reason,
-                        parsed=verdict.model_dump(), answer=answer.value,
+                        parsed=verdict.model_dump(), answer=answer.value, tool="calculator",
                         latency_ms=(time.perf_counter() - start) * 1000.0)
         return verdict, step
     messages = render("verifier", spec.prompt, task=task, answer=answer.text,

@@ -1,0 +1,32 @@
+"""The ``concilium`` command: one Typer sub-app per command group.
+
+Only Typer is imported here; each command imports what it needs when it runs,
+so ``concilium --help`` does not pay for LangGraph or litellm.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from concilium.cli import run as run_cmd
+from concilium.cli import teams as teams_cmd
+
+app = typer.Typer(
+    name="concilium",
+    help="Run teams of LLM agents (generate, verify, critique, debate, reflect) defined in YAML.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.command("run")(run_cmd.run_command)
+app.add_typer(teams_cmd.app, name="teams")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

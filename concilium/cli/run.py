@@ -1,0 +1,92 @@
+"""``concilium run TEAM TASK``: one task, live progress, then the answer and its cost."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from concilium.cli.common import cli_errors, err, out
+
+__all__ = ["run_command"]
+
+
+@cli_errors
+def run_command(
+    team: Annotated[Path, typer.Argument(help="Team YAML file.", show_default=False)],
+    task: Annotated[str, typer.Argument(help="The task text, or - to read it from stdin.")],
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Run every role on this litellm model.")
+    ] = None,
+    reference: Annotated[
+        str | None, typer.Option("--reference", "-r", help="Known right answer, to score the run.")
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON result object instead.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")] = False,
+    seed: Annotated[int, typer.Option(help="Base sampling seed.")] = 0,
+) -> None:
+    """Run TASK with the team in TEAM and print the answer, calls, tokens, cost and time."""
+    import asyncio
+
+    from concilium.errors import ConfigError
+    from concilium.team import RunFailed, load_team
+
+    if task == "-":
+        task = sys.stdin.read()
+    if not task.strip():
+        raise ConfigError("the task is empty")
+    loaded = load_team(team, model=model)
+    if not quiet and not json_out:
+        err.print(f"[bold]{loaded.name}[/bold] ({loaded.spec.strategy.name})", markup=True)
+    on_step = None if quiet or json_out else _print_step
+    try:
+        result = asyncio.run(loaded.arun(task, reference=reference, seed=seed, on_step=on_step))
+    except RunFailed as failure:
+        if json_out:
+            out.print_json(failure.result.model_dump_json())
+        raise
+    if json_out:
+        out.print_json(result.model_dump_json())
+        return
+    _print_result(result)
+
+
+def _print_step(step: Any) -> None:
+    answer = step.get("answer")
+    tokens = (
+        f"{step.get('prompt_tokens', 0)}→{step.get('completion_tokens', 0)} tok"
+        if step.get("kind") == "llm"
+        else "tool"
+    )
+    extra = ""
+    if step.get("cached"):
+        extra += " (cached)"
+    if step.get("flip"):
+        extra += f" [{step['flip']}]"
+    elif step.get("answer_changed"):
+        extra += " [changed]"
+    verdict = step.get("parsed", {}).get("accepted")
+    if verdict is not None and step.get("role") == "verifier":
+        extra += " accepted" if verdict else " rejected"
+    err.print(
+        f"  r{step.get('round', 0)} {step.get('node', '?'):<12} {step.get('model', ''):<20} "
+        f"{tokens:>14} {step.get('latency_ms', 0):>7.0f} ms  answer={answer}{extra}"
+    )
+
+
+def _print_result(result: Any) -> None:
+    usage = result.usage
+    out.print(f"Answer: {result.answer if result.answer is not None else '(none)'}")
+    line = (
+        f"{usage.llm_calls} LLM calls · {usage.total_tokens} tokens · ${usage.cost:.4f} · "
+        f"{result.wall_ms / 1000:.1f} s"
+    )
+    if result.stop_reason:
+        line += f" · stop: {result.stop_reason}"
+    if result.correct is not None:
+        line += " · correct" if result.correct else " · wrong"
+    out.print(line)

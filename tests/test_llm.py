@@ -1,0 +1,97 @@
+"""The model door: usage accounting, retries of transient faults only, fallbacks, the ban."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from concilium.agents.llm import RetryPolicy, chat, litellm_module
+from concilium.agents.providers import scripted
+from concilium.errors import ConciliumError, ModelError, ScriptExhausted
+
+FAST = RetryPolicy(attempts=3, initial_backoff_s=0.01, max_backoff_s=0.02, timeout_s=5)
+MESSAGES = [{"role": "user", "content": "What is 2 + 2?"}]
+
+
+def _rate_limited(call: scripted.ScriptCall) -> str:
+    lm = litellm_module()
+    raise lm.exceptions.RateLimitError("slow down", llm_provider="scripted", model="x")
+
+
+async def test_reply_usage_and_role_metadata_reach_the_provider() -> None:
+    with scripted.use("door", scripted.Script({"critic": ["Answer: 4"]})) as script:
+        result = await chat(MESSAGES, model="scripted/door", metadata={"role": "critic"})
+    assert result.text == "Answer: 4"
+    assert result.model == "scripted/door"
+    assert result.prompt_tokens > 0 and result.completion_tokens > 0
+    assert result.attempts == 1 and not result.fallback_used
+    assert script.calls[0].role == "critic"
+
+
+async def test_transient_faults_are_retried_then_succeed() -> None:
+    script = scripted.Script({"user": [_rate_limited, _rate_limited, "Answer: 4"]})
+    with scripted.use("flaky", script):
+        result = await chat(MESSAGES, model="scripted/flaky", retry=FAST)
+    assert result.text == "Answer: 4"
+    assert result.attempts == 3
+    assert len(result.errors) == 2 and "RateLimitError" in result.errors[0]
+
+
+async def test_fallback_model_answers_when_the_first_keeps_failing() -> None:
+    down = scripted.Script({"user": [_rate_limited] * 3})
+    backup = scripted.Script({"user": ["Answer: 4"]})
+    with scripted.use("down", down), scripted.use("backup", backup):
+        result = await chat(MESSAGES, model="scripted/down", fallbacks=["scripted/backup"],
+                            retry=FAST)
+    assert result.fallback_used and result.model == "scripted/backup"
+    assert down.count() == 3 and backup.count() == 1
+
+
+async def test_bugs_are_not_retried() -> None:
+    def broken(call: scripted.ScriptCall) -> str:
+        raise ValueError("bug in the provider")
+
+    script = scripted.Script({"user": [broken, "never reached"]})
+    with scripted.use("buggy", script), pytest.raises(ModelError, match="ValueError"):
+        await chat(MESSAGES, model="scripted/buggy", retry=FAST)
+    assert script.count() == 1
+
+
+async def test_each_try_has_a_timeout() -> None:
+    slow = scripted.Script(default="Answer: 4", latency_s=1.0)
+    policy = RetryPolicy(attempts=2, initial_backoff_s=0.0, timeout_s=0.1)
+    start = time.perf_counter()
+    with scripted.use("slow", slow), pytest.raises(ModelError, match="Timeout"):
+        await chat(MESSAGES, model="scripted/slow", retry=policy)
+    assert time.perf_counter() - start < 0.9
+
+
+async def test_an_exhausted_script_raises_its_own_error() -> None:
+    with scripted.use("short", scripted.Script({"user": ["one"]})):
+        await chat(MESSAGES, model="scripted/short")
+        with pytest.raises(ScriptExhausted, match="no reply left"):
+            await chat(MESSAGES, model="scripted/short")
+
+
+async def test_real_providers_are_refused_in_tests() -> None:
+    with pytest.raises(ConciliumError, match="not allowed"):
+        await chat(MESSAGES, model="openai/gpt-4o-mini")
+
+
+async def test_missing_script_names_the_fix() -> None:
+    with pytest.raises(ConciliumError, match="CONCILIUM_SCRIPTS_DIR"):
+        await chat(MESSAGES, model="scripted/nobody-registered-this")
+
+
+async def test_scripts_load_from_yaml_files(tmp_path, monkeypatch) -> None:
+    (tmp_path / "fromfile.yaml").write_text(
+        "replies:\n  user: ['Answer: 1']\nrules:\n  - match: 'two'\n    reply: 'Answer: 2'\n"
+    )
+    monkeypatch.setenv("CONCILIUM_SCRIPTS_DIR", str(tmp_path))
+    from concilium.settings import get_settings
+
+    get_settings.cache_clear()
+    first = await chat(MESSAGES, model="scripted/fromfile")
+    second = await chat([{"role": "user", "content": "say two"}], model="scripted/fromfile")
+    assert (first.text, second.text) == ("Answer: 1", "Answer: 2")
