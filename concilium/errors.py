@@ -38,7 +38,7 @@ class TeamFileError(ConfigError):
     def __str__(self) -> str:
         where = self.path if self.line is None else f"{self.path}:{self.line}"
         what = f"{self.field}: {self.message}" if self.field else self.message
-        return f"{where}: {what}"
+        return f"{where}: {' '.join(what.split())}"  # always one line
 
 
 class ModelError(ConciliumError):

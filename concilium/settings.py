@@ -31,6 +31,14 @@ class Settings(BaseSettings):
         None, description="SQLAlchemy URL; default is SQLite under `home`."
     )
     redis_url: SecretStr | None = Field(None, description="Redis URL; none means SQL alone.")
+    redis_prefix: str = Field("concilium:", description="Prefix of every Redis key we write.")
+    record: bool = Field(True, description="Record runs and steps in the ledger by default.")
+    cache_ttl_s: float = Field(
+        7 * 24 * 3600.0, description="Lifetime of a cached model reply in Redis (0: forever)."
+    )
+    cache_any_temperature: bool = Field(
+        False, description="Also cache replies sampled at temperature > 0 (fixes the sample)."
+    )
     scripts_dir: Path | None = Field(
         None, description="Where the scripted provider looks for `<name>.yaml` scripts."
     )

@@ -12,13 +12,18 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
 from concilium.agents.context import RunContext, Step, new_run_id
-from concilium.errors import BudgetExceeded, ModelError
-from concilium.teams import TeamSpec, load_spec, spec_from_dict
+from concilium.errors import BudgetExceeded, ModelError, TeamFileError
+from concilium.secrets import redact
+from concilium.teams import TeamSpec, load_spec, locate, spec_from_dict
+
+if TYPE_CHECKING:
+    from concilium.memory.hooks import RunMemory
+    from concilium.memory.store import Memory
 
 __all__ = ["RunFailed", "RunResult", "Team", "Usage", "load_team"]
 
@@ -68,9 +73,17 @@ class RunResult(BaseModel):
     reference: str | None = None
     correct: bool | None = None
     flips: dict[str, int] = Field(default_factory=dict)
+    report: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The strategy's own summary (votes, samples saved, debate rounds...).",
+    )
     usage: Usage = Field(default_factory=Usage)
     wall_ms: float = 0.0
     steps: list[dict[str, Any]] = Field(default_factory=list)
+    lessons: list[str] = Field(default_factory=list, description="Lessons put in the prompts.")
+    remembered: list[int] = Field(
+        default_factory=list, description="Ids of the lessons this run stored in memory."
+    )
 
 
 class RunFailed(ModelError):
@@ -124,6 +137,29 @@ class Team:
         """The team's graph as a Mermaid flowchart."""
         return str(self.compile().get_graph().draw_mermaid())
 
+    def check_models(self) -> None:
+        """Refuse a model string litellm cannot route, naming the file, line and field.
+
+        Raises:
+            TeamFileError: a role, fallback or default model has an unknown provider.
+        """
+        from concilium.agents.llm import unknown_provider
+        from concilium.settings import get_settings
+
+        default = self.spec.model or get_settings().model
+        fields: list[tuple[tuple[Any, ...], str]] = [
+            (("model",) if self.spec.model else ("CONCILIUM_MODEL",), default)
+        ]
+        for key, role in self.spec.roles.items():
+            fields.append((("roles", key, "model"), role.model or default))
+            fields += [(("roles", key, "fallbacks", i), m) for i, m in enumerate(role.fallbacks)]
+        for loc, model in fields:
+            problem = unknown_provider(model)
+            if problem is not None:
+                source = self.source or "<team>"
+                raise TeamFileError(source, problem, line=locate(self.source, loc),
+                                    field=".".join(map(str, loc)))
+
     def recursion_limit(self) -> int:
         """A backstop well above what the team's own limits allow (loops stop themselves)."""
         return 20 + 4 * self.spec.limits.max_llm_calls
@@ -137,6 +173,8 @@ class Team:
         run_id: str | None = None,
         seed: int = 0,
         on_step: Callable[[Step], None] | None = None,
+        memory: Memory | bool | None = None,
+        record: bool | None = None,
     ) -> RunResult:
         """Run ``task`` to the end, a budget, or the team's timeout.
 
@@ -147,19 +185,36 @@ class Team:
             run_id: an id for the run (default: a new one).
             seed: base seed; samples and debaters derive distinct seeds from it.
             on_step: called with each ledger step as it happens (live progress).
+            memory: where lessons are recalled from and stored, and the ledger written
+                (a :class:`~concilium.memory.Memory`); default: from settings (SQLite
+                under ``CONCILIUM_HOME`` unless ``CONCILIUM_DATABASE_URL``); ``False``:
+                no memory at all. Lessons are recalled only when ``lessons`` is None.
+            record: write this run to the ledger (default ``CONCILIUM_RECORD``, on).
 
         Raises:
+            TeamFileError: a model string names a provider litellm does not know.
             RunFailed: a model failed after retries and fallbacks.
         """
+        self.check_models()
         steps: list[Step] = []
+        mem: RunMemory | None = None
 
         def collect(step: Step) -> None:
+            if mem is not None:
+                mem.step(step)  # the ledger, as the run goes
             steps.append(step)
             if on_step is not None:
                 on_step(step)
 
         ctx = self.context(run_id=run_id or new_run_id(), reference=reference, seed=seed,
                            on_step=collect)
+        # Memory: recall lessons, start the ledger row, use the response cache (memory/hooks.py).
+        from concilium.memory.hooks import open_run_memory
+
+        mem = await open_run_memory(self.spec, ctx, task, lessons=lessons, memory=memory,
+                                    record=record)
+        if mem is not None and lessons is None:
+            lessons = mem.lessons
         if self._compiled is None:  # the spec is immutable: compile once per Team
             self._compiled = self.compile()
         graph = self._compiled
@@ -184,7 +239,20 @@ class Team:
             status, reason = "stopped", f"timeout ({self.spec.limits.timeout_s:g} s)"
         except ModelError as failure:
             status, error = "failed", str(failure)
-        result = self._result(ctx, task, state, steps, status, reason, error, start)
+        except BaseException as crash:
+            if mem is not None:
+                mem.crashed(crash)
+            raise
+
+        def build() -> RunResult:
+            result = self._result(ctx, task, state, steps, status, reason, error, start)
+            result.lessons = list(lessons or [])
+            result.remembered = list(mem.stored) if mem is not None else []
+            return result
+
+        result = build()
+        if mem is not None:  # the lesson (per the team's memory policy), then the ledger row
+            result = await mem.close(ctx, task, state, result, build)
         if status == "failed":
             raise RunFailed(error or "run failed", result)
         return result
@@ -216,9 +284,9 @@ class Team:
             run_id=ctx.run_id,
             team=self.spec.name,
             strategy=self.spec.strategy.name,
-            task=task,
+            task=redact(task),
             answer=value,
-            answer_text=answer.get("text", ""),
+            answer_text=redact(answer.get("text", "")),
             status=status,
             stop_reason=reason,
             error=error,
@@ -226,6 +294,7 @@ class Team:
             reference=ctx.reference,
             correct=ctx.correct(value),
             flips=flips,
+            report=dict(state.get("report") or {}),
             usage=Usage.of(steps),
             wall_ms=(time.perf_counter() - start) * 1000.0,
             steps=[dict(s) for s in steps],

@@ -36,6 +36,7 @@ __all__ = [
     "ROLE_KINDS",
     "AnswerSpec",
     "LimitsSpec",
+    "MemorySpec",
     "PromptSpec",
     "RetrySpec",
     "RoleSpec",
@@ -51,7 +52,9 @@ MAX_FILE_BYTES = 1_000_000
 MAX_DEPTH = 32
 MAX_NODES = 100_000
 
-ROLE_KINDS: tuple[str, ...] = ("generator", "verifier", "critic", "refiner")
+ROLE_KINDS: tuple[str, ...] = (
+    "generator", "verifier", "critic", "refiner", "debater", "judge", "moderator", "reflector"
+)
 """Role kinds a team may use; a strategy states which of them it needs."""
 
 
@@ -77,8 +80,17 @@ class RoleSpec(_Strict):
     max_tokens: int = Field(256, gt=0, le=32_768)
     prompt: PromptSpec | None = None
     tools: list[str] = Field(default_factory=list, description="Tool names the role may use.")
-    check: Literal["llm", "calculator"] | None = Field(
-        None, description="Verifier only: judge with the model (llm) or a tool (calculator)."
+    check: Literal["llm", "calculator", "tests", "reference"] | None = Field(
+        None,
+        description="Verifier only: judge with the model (llm) or a tool: calculator, tests "
+        "(run the code answer with the task's tests in the sandbox), reference (compare "
+        "with the known answer).",
+    )
+    program_aided: Literal["expression", "python"] | None = Field(
+        None,
+        description="Generator or debater only: the model writes an arithmetic expression "
+        "(run by the calculator) or a Python program (run in the sandbox) and what it "
+        "prints becomes the answer.",
     )
 
     @field_validator("tools")
@@ -143,6 +155,28 @@ class StrategySpec(BaseModel):
         return dict(self.model_extra or {})
 
 
+class MemorySpec(_Strict):
+    """What a team recalls from, and writes to, the reflection memory across runs."""
+
+    namespace: str | None = Field(
+        None, min_length=1, max_length=128,
+        description="Where lessons are kept and recalled; default: the team's name. "
+        "Teams that name the same namespace share their lessons.",
+    )
+    recall_k: int = Field(
+        3, ge=0, le=20, description="Lessons recalled into the prompts at run start; 0: none."
+    )
+    remember: Literal["never", "on_failure", "always"] | None = Field(
+        None,
+        description="When the reflector writes a lesson after a run with a known outcome; "
+        "default: on_failure if the team has a reflector role, else never.",
+    )
+    verified_only: bool = Field(
+        True, description="Recall only lessons from runs whose outcome was checked "
+        "(ground truth or a tool), not an LLM's opinion or nobody's.",
+    )
+
+
 class TeamSpec(_Strict):
     """A whole team file."""
 
@@ -154,6 +188,7 @@ class TeamSpec(_Strict):
     answer: AnswerSpec = AnswerSpec()
     limits: LimitsSpec = LimitsSpec()
     retry: RetrySpec = RetrySpec()
+    memory: MemorySpec = MemorySpec()
 
     @field_validator("strategy", mode="before")
     @classmethod
@@ -171,6 +206,11 @@ class TeamSpec(_Strict):
                 )
             if role.check is not None and kind != "verifier":
                 raise ValueError(f"roles.{key}.check: only a verifier has `check`")
+            if role.program_aided is not None and kind not in ("generator", "debater"):
+                raise ValueError(
+                    f"roles.{key}.program_aided: only a generator or a debater can be "
+                    "program-aided"
+                )
         return self
 
     def kind_of(self, key: str) -> str:
@@ -188,7 +228,10 @@ class TeamSpec(_Strict):
 
     def content_hash(self) -> str:
         """Stable hash of what the team does (used to match runs and evaluations)."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        # Defaults are left out so that adding a field with a default to TeamSpec does not
+        # change every team's hash (evaluations resume by it).
+        blob = json.dumps(self.model_dump(mode="json", exclude_defaults=True),
+                          sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def with_model(self, model: str) -> TeamSpec:
@@ -231,7 +274,8 @@ def spec_from_text(text: str, *, source: str = "<string>") -> TeamSpec:
         problem = error.problem or str(error)
         raise TeamFileError(source, f"not valid YAML: {problem}", line=line) from None
     except yaml.YAMLError as error:
-        raise TeamFileError(source, f"not valid YAML: {error}") from None
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
+        raise TeamFileError(source, f"not valid YAML: {first_line}") from None
     except RecursionError:
         raise TeamFileError(source, f"document nested deeper than {MAX_DEPTH} levels") from None
     problem = _shape_problem(data)
@@ -302,7 +346,26 @@ _NESTED: dict[tuple[Any, ...], type[BaseModel]] = {
     ("answer",): AnswerSpec,
     ("limits",): LimitsSpec,
     ("retry",): RetrySpec,
+    ("memory",): MemorySpec,
 }
+
+
+def locate(path: str | Path | None, loc: tuple[Any, ...]) -> int | None:
+    """The line of field ``loc`` in the team file at ``path`` (``None`` if unknown)."""
+    if path is None:
+        return None
+    try:
+        node = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, yaml.YAMLError):
+        return None
+    line = _line_of(node, loc)
+    return line if line is not None and len(loc) > 0 and _has(node, loc[:1]) else None
+
+
+def _has(node: yaml.Node | None, loc: tuple[Any, ...]) -> bool:
+    return isinstance(node, yaml.MappingNode) and any(
+        isinstance(k, yaml.ScalarNode) and k.value == str(loc[0]) for k, _ in node.value
+    )
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:

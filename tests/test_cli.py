@@ -62,13 +62,26 @@ def test_task_from_stdin(examples: Path) -> None:
     assert result.exit_code == 0 and script.calls[0].prompt == TASK
 
 
-@pytest.mark.parametrize("path", sorted(BAD.glob("*.yaml"))[:8], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(BAD.glob("*.yaml")), ids=lambda p: p.name)
 def test_bad_team_exits_2_with_one_line(path: Path) -> None:
     result = runner.invoke(app, ["run", str(path), TASK])
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {path}")
     assert "Traceback" not in result.output
+
+
+def test_real_console_script_prints_no_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: t\nstrategy: single\nroles:\n  generator:\n    temperature: hot\n")
+    done = subprocess.run([sys.executable, "-m", "concilium.cli.app", "run", str(bad), "2+2"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"error: {bad}:5: roles.generator.temperature: "
+        "Input should be a valid number, unable to parse string as a number"
+    )
+    assert done.stdout == ""
 
 
 def test_model_failure_exits_1(examples: Path) -> None:
@@ -88,7 +101,7 @@ def test_empty_task_is_bad_input(examples: Path) -> None:
 
 
 def test_teams_list_show_validate_schema_graph(examples: Path, tmp_path: Path) -> None:
-    listed = runner.invoke(app, ["teams", "list", str(examples)])
+    listed = runner.invoke(app, ["teams", "list", str(examples)], env={"COLUMNS": "250"})
     assert listed.exit_code == 0 and "gvr-calculator" in listed.stdout
 
     shown = runner.invoke(app, ["teams", "show", str(examples / "gvr.yaml")])

@@ -103,3 +103,16 @@ def test_dict_source_is_validated_the_same_way() -> None:
         load_team({"name": "t", "strategy": "single"})
     team = load_team({"name": "t", "strategy": "single", "roles": {"generator": {}}})
     assert isinstance(team.spec, TeamSpec) and team.source is None
+
+
+async def test_unknown_model_provider_is_refused_before_any_call(tmp_path: Path) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text("name: t\nstrategy: gvr\nroles:\n  generator: {}\n  verifier:\n"
+                    "    model: olama/llama3.1\n")
+    team = load_team(path, model=None)
+    with pytest.raises(TeamFileError) as caught:
+        await team.arun("2+2?")
+    assert str(caught.value) == (
+        f"{path}:6: roles.verifier.model: unknown model provider 'olama' in "
+        "'olama/llama3.1'; did you mean 'ollama'?"
+    )

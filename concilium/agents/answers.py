@@ -19,6 +19,8 @@ AnswerFormat = Literal["number", "choice", "text", "code"]
 
 _NUM = r"[-+−]?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?%?"
 _NUM_RE = re.compile(_NUM)
+# A number alone, or followed by unit words (``18 dollars``, ``2.5 hours``).
+_WHOLE_RE = re.compile(rf"({_NUM})(?:\s*[A-Za-z][A-Za-z ]*)?\.?")
 _MARKERS = (
     re.compile(r"\\boxed\{([^{}]*)\}"),
     re.compile(r"####\s*([^\n]+)"),
@@ -29,17 +31,24 @@ _CODE_RE = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 
 
-def parse_number(text: str) -> float | None:
+def parse_number(text: str, *, whole: bool = False) -> float | None:
     """Read one number written the way people write them: ``1,000``, ``$18.00``, ``3/4``, ``-2``.
+
+    Args:
+        text: the text to read.
+        whole: the text must be just that number, optionally followed by unit words
+            (``18 dollars``); ``1/e`` or ``6 or 12`` then give ``None`` instead of their
+            first number. References in datasets are read this way.
 
     Example:
         >>> parse_number("$1,234.50")
         1234.5
     """
-    match = _NUM_RE.search(text)
+    match = _WHOLE_RE.fullmatch(text.strip()) if whole else _NUM_RE.search(text)
     if match is None:
         return None
-    raw = match.group(0).replace("−", "-").replace("$", "").replace(",", "").replace(" ", "")
+    raw = match.group(1 if whole else 0)
+    raw = raw.replace("−", "-").replace("$", "").replace(",", "").replace(" ", "")
     percent = raw.endswith("%")
     raw = raw.rstrip("%")
     try:

@@ -16,8 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
-from concilium.agents.llm import ChatResult, RetryPolicy, chat
+from concilium.agents.llm import ChatResult, ResponseCache, RetryPolicy, chat
 from concilium.errors import BudgetExceeded
+from concilium.secrets import redact, redact_obj, secret_values
 from concilium.teams import RoleSpec, TeamSpec
 
 __all__ = ["RunContext", "Step", "new_run_id"]
@@ -65,6 +66,8 @@ class RunContext:
     tokens: int = 0
     cost: float = 0.0
     on_step: Callable[[Step], None] | None = None
+    cache: ResponseCache | None = None
+    """Model-response cache (the Redis layer's, when configured); ``None`` calls every time."""
 
     # ---------------------------------------------------------------- models
 
@@ -114,6 +117,7 @@ class RunContext:
             ),
             metadata={"role": kind, "node": node, "run_id": self.run_id, "sample": sample},
             stop=stop,
+            cache=self.cache,
         )
         self.tokens += result.total_tokens
         self.cost += result.cost
@@ -144,6 +148,7 @@ class RunContext:
         before it: the step records whether the answer changed and, with a reference,
         which way it flipped (right->wrong or wrong->right).
         """
+        secrets = secret_values()  # the ledger never holds a key, whatever the task says
         step: Step = {
             "id": uuid.uuid4().hex[:12],
             "node": node,
@@ -151,9 +156,9 @@ class RunContext:
             "kind": "llm" if result is not None else "tool",
             "model": result.model if result is not None else tool,
             "round": round,
-            "messages": list(messages),
-            "output": result.text if result is not None else output,
-            "parsed": parsed or {},
+            "messages": redact_obj(list(messages), secrets),
+            "output": redact(result.text if result is not None else output, secrets),
+            "parsed": redact_obj(parsed or {}, secrets),
             "prompt_tokens": result.prompt_tokens if result else 0,
             "completion_tokens": result.completion_tokens if result else 0,
             "cost": result.cost if result else 0.0,

@@ -11,21 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
+import json
 import os
 import random
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from concilium.errors import ConciliumError, ModelError
 
 __all__ = [
     "DEFAULT_RETRY",
     "ChatResult",
+    "ResponseCache",
     "RetryPolicy",
     "allow_only",
+    "cache_key",
     "chat",
     "litellm_module",
 ]
@@ -80,6 +84,28 @@ class ChatResult:
         return self.prompt_tokens + self.completion_tokens
 
 
+class ResponseCache(Protocol):
+    """Where :func:`chat` keeps replies, keyed by :func:`cache_key` (e.g. the Redis layer).
+
+    A hit returns ``ChatResult(cached=True)`` with no model call, no tokens and no cost.
+    """
+
+    def accepts(self, temperature: float) -> bool:
+        """Whether replies sampled at ``temperature`` may be cached (usually only 0)."""
+        ...
+
+    def get(self, key: str) -> dict[str, Any] | None: ...
+
+    def put(self, key: str, value: dict[str, Any]) -> None: ...
+
+
+def cache_key(model: str, messages: Sequence[dict[str, str]], params: dict[str, Any]) -> str:
+    """A stable key of everything that decides a reply: model, messages and parameters."""
+    blob = json.dumps({"model": model, "messages": list(messages), "params": params},
+                      sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
 def litellm_module() -> Any:
     """Import litellm once, with the local price map and our providers registered."""
     global _litellm
@@ -126,6 +152,27 @@ def allow_only(*providers: str) -> Iterator[None]:
 
 def provider_of(model: str) -> str:
     return model.split("/", 1)[0] if "/" in model else "openai"
+
+
+def unknown_provider(model: str) -> str | None:
+    """Why litellm would not know where to send ``model``, or ``None`` if it would.
+
+    Checked before a run starts, so a typo such as ``olama/llama3`` is a configuration
+    error naming the field, not a provider error after the first calls were paid for.
+    """
+    if "/" not in model:
+        return None  # a bare name: litellm infers the provider (gpt-4o, claude-3-...)
+    provider = model.split("/", 1)[0]
+    lm = litellm_module()
+    known = {str(getattr(p, "value", p)) for p in lm.provider_list}
+    known |= {str(entry["provider"]) for entry in lm.custom_provider_map}
+    if provider in known:
+        return None
+    import difflib
+
+    close = difflib.get_close_matches(provider, sorted(known), n=1)
+    hint = f"did you mean {close[0]!r}?" if close else "see litellm's provider list"
+    return f"unknown model provider {provider!r} in {model!r}; {hint}"
 
 
 def _check_allowed(model: str) -> None:
@@ -236,6 +283,7 @@ async def chat(
     retry: RetryPolicy = DEFAULT_RETRY,
     metadata: dict[str, Any] | None = None,
     stop: Sequence[str] | None = None,
+    cache: ResponseCache | None = None,
 ) -> ChatResult:
     """Call a model through litellm with retries, a timeout per try and fallbacks.
 
@@ -249,6 +297,8 @@ async def chat(
         retry: the retry and timeout policy of each model.
         metadata: passed to the provider (the scripted provider reads ``role``).
         stop: stop sequences.
+        cache: where replies are looked up first and stored after (only when
+            ``cache.accepts(temperature)``); a hit makes no model call.
 
     Returns:
         The reply text with usage, cost, latency and how many tries it took.
@@ -268,6 +318,14 @@ async def chat(
     errors: list[str] = []
     attempts = 0
     start = time.perf_counter()
+    key = None
+    if cache is not None and cache.accepts(temperature):
+        key = cache_key(model, messages, params)
+        hit = cache.get(key)
+        if hit is not None:
+            return ChatResult(text=str(hit.get("text", "")), model=str(hit.get("model", model)),
+                              latency_ms=(time.perf_counter() - start) * 1000.0, attempts=0,
+                              cached=True)
     for index, candidate in enumerate([model, *fallbacks]):
         _check_allowed(candidate)
         for attempt in range(1, retry.attempts + 1):
@@ -285,6 +343,9 @@ async def chat(
                 continue
             text = _content(response)
             prompt_tokens, completion_tokens, cost = _usage_cost(_litellm, response)
+            if key is not None and cache is not None and index == 0:
+                cache.put(key, {"text": text, "model": candidate, "prompt_tokens": prompt_tokens,
+                                "completion_tokens": completion_tokens, "cost": cost})
             return ChatResult(
                 text=text,
                 model=candidate,
@@ -296,7 +357,7 @@ async def chat(
                 fallback_used=index > 0,
                 errors=errors,
             )
-    raise ModelError("all models failed: " + " | ".join(errors[-4:]))
+    raise ModelError("all models failed: " + " | ".join(errors[-4:]))  # already redacted
 
 
 def _content(response: Any) -> str:
@@ -308,5 +369,8 @@ def _content(response: Any) -> str:
 
 
 def _short(error: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(error).split())
+    """One line of an error, with any API key or token in it masked."""
+    from concilium.secrets import redact
+
+    text = redact(" ".join(str(error).split()))
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import typer
 
+from concilium.cli import eval as eval_cmd
+from concilium.cli import memory as memory_cmd
 from concilium.cli import run as run_cmd
+from concilium.cli import runs as runs_cmd
+from concilium.cli import stats as stats_cmd
 from concilium.cli import teams as teams_cmd
 
 app = typer.Typer(
@@ -20,7 +24,11 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.command("run")(run_cmd.run_command)
+eval_cmd.register(app)
 app.add_typer(teams_cmd.app, name="teams")
+app.add_typer(runs_cmd.app, name="runs")
+app.add_typer(memory_cmd.app, name="memory")
+app.add_typer(stats_cmd.app, name="stats")
 
 
 def main() -> None:

@@ -2,7 +2,8 @@
 
 A strategy module provides:
 
-- ``ROLES``: role keys it uses, mapped to ``True`` when required;
+- ``ROLES``: role keys it uses, mapped to ``True`` when required, and/or
+  ``check(spec) -> (loc, message) | None`` for rules a fixed role set cannot state;
 - ``Options``: a pydantic model (extra keys forbidden) for ``strategy:`` options;
 - ``build(team) -> StateGraph``.
 
@@ -24,6 +25,11 @@ __all__ = ["STRATEGIES", "build_graph", "check_team", "strategy_module"]
 STRATEGIES: dict[str, str] = {
     "single": "concilium.graphs.single",
     "gvr": "concilium.graphs.gvr",
+    "self_consistency": "concilium.graphs.self_consistency",
+    "self_refine": "concilium.graphs.self_refine",
+    "debate": "concilium.graphs.debate",
+    "reflexion": "concilium.graphs.reflexion",
+    "graph": "concilium.graphs.custom",
 }
 """Strategy name -> module path."""
 
@@ -49,17 +55,14 @@ def check_team(spec: TeamSpec) -> tuple[tuple[Any, ...], str] | None:
     except ValidationError as error:
         first = error.errors(include_url=False)[0]
         loc = ("strategy", *first["loc"])
+        if first["type"] == "extra_forbidden" and len(first["loc"]) > 1:
+            return loc, f"unknown field {first['loc'][-1]!r}"
         if first["type"] == "extra_forbidden":
             valid = ", ".join(module.Options.model_fields) or "none"
             return loc, f"unknown option {first['loc'][-1]!r} of {name}; valid options: {valid}"
-        return loc, first["msg"]
-    custom = getattr(module, "check", None)
-    if custom is not None:
-        problem = custom(spec)
-        if problem is not None:
-            return problem
-    else:
-        roles: dict[str, bool] = module.ROLES
+        return loc, first["msg"].removeprefix("Value error, ")
+    roles: dict[str, bool] | None = getattr(module, "ROLES", None)
+    if roles is not None:  # a fixed role set; ``check`` (below) may add rules of its own
         missing = [key for key, required in roles.items() if required and key not in spec.roles]
         if missing:
             return ("roles",), f"strategy {name} needs role(s): {', '.join(missing)}"
@@ -68,6 +71,11 @@ def check_team(spec: TeamSpec) -> tuple[tuple[Any, ...], str] | None:
                 return ("roles", key), (
                     f"strategy {name} has no role {key!r}; its roles: {', '.join(roles)}"
                 )
+    custom = getattr(module, "check", None)
+    if custom is not None:
+        problem = custom(spec)
+        if problem is not None:
+            return problem
     for key, role in spec.roles.items():
         if role.prompt is not None:
             problem = check_prompt(spec.kind_of(key), role.prompt)

@@ -6,8 +6,6 @@ whichever comes first; each refinement records whether it changed the answer.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from pydantic import BaseModel, ConfigDict
@@ -17,7 +15,7 @@ from concilium.agents.roles.generator import generate
 from concilium.agents.roles.refiner import refine
 from concilium.agents.roles.results import Answer, Verdict
 from concilium.agents.roles.verifier import verify
-from concilium.graphs.state import RunState
+from concilium.graphs.state import RunState, TeamGraph
 from concilium.teams import TeamSpec
 
 ROLES = {"generator": True, "verifier": True, "refiner": False}
@@ -29,7 +27,7 @@ class Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def build(team: TeamSpec) -> StateGraph:
+def build(team: TeamSpec) -> TeamGraph:
     generator = team.role("generator")
     verifier = team.role("verifier")
     refiner = team.role("refiner", like="generator")
@@ -43,9 +41,9 @@ def build(team: TeamSpec) -> StateGraph:
 
     async def verify_node(state: RunState, runtime: Runtime[RunContext]) -> dict:
         rounds = state.get("round", 0)
+        answer = Answer.model_validate(state["answer"])
         verdict, step = await verify(
-            runtime.context, "verifier", verifier, state["task"], Answer(**state["answer"]),
-            round=rounds,
+            runtime.context, "verifier", verifier, state["task"], answer, round=rounds
         )
         stop = None
         if verdict.accepted:
@@ -55,15 +53,16 @@ def build(team: TeamSpec) -> StateGraph:
         return {"verdict": verdict.model_dump(), "stop_reason": stop, "steps": [step]}
 
     async def refine_node(state: RunState, runtime: Runtime[RunContext]) -> dict:
-        verdict = Verdict(**state["verdict"])
+        verdict = Verdict.model_validate(state["verdict"])
+        previous = Answer.model_validate(state["answer"])
         answer, step = await refine(
-            runtime.context, "refiner", refiner, state["task"], Answer(**state["answer"]),
+            runtime.context, "refiner", refiner, state["task"], previous,
             verdict.feedback or verdict.reason, lessons=state.get("lessons"),
             round=state.get("round", 0) + 1,
         )
         return {"answer": answer.model_dump(), "round": state.get("round", 0) + 1, "steps": [step]}
 
-    def after_verify(state: RunState) -> Literal["refiner", "__end__"]:
+    def after_verify(state: RunState) -> str:
         return END if state.get("stop_reason") else "refiner"
 
     graph = StateGraph(RunState, context_schema=RunContext)

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 from concilium.agents.context import RunContext
 from concilium.agents.roles.generator import generate
-from concilium.graphs.state import RunState
+from concilium.graphs.state import RunState, TeamGraph
 from concilium.teams import TeamSpec
 
 ROLES = {"generator": True}
@@ -20,7 +20,7 @@ class Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def build(team: TeamSpec) -> StateGraph:
+def build(team: TeamSpec) -> TeamGraph:
     generator = team.role("generator")
 
     async def generate_node(state: RunState, runtime: Runtime[RunContext]) -> dict:

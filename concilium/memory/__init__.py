@@ -1,0 +1,41 @@
+"""Reflection memory and run ledger: SQL is the source of truth, Redis the shared hot layer.
+
+- :class:`Memory` (``store.py``): ``remember`` / ``recall`` / ``search`` / ``forget`` /
+  ``export`` lessons with provenance; owns the database, the Redis layer and the ledger.
+- ``ledger.py``: every run and step, written as the run goes (batched, off the event loop).
+- ``redis_layer.py``: response cache, hot reflections, live run events, locks; degrades
+  to SQL alone with one warning when Redis goes away.
+- ``distill.py``: recurring lessons -> named behaviors.
+- ``hooks.py``: what ``Team.arun`` does with all of this.
+- ``migrations/``: the Alembic schema, applied on first open.
+
+Names are imported lazily so ``import concilium.memory`` does not load SQLAlchemy.
+
+Example:
+    >>> from concilium.memory import Memory
+    >>> memory = Memory.open()  # CONCILIUM_DATABASE_URL, else SQLite under CONCILIUM_HOME
+    >>> memory.recall("How much do 24 pencils cost?", namespace="shop")
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from concilium.memory.redis_layer import RedisUnavailableWarning
+    from concilium.memory.store import Lesson, Memory
+
+__all__ = ["Lesson", "Memory", "RedisUnavailableWarning"]
+
+_LAZY = {
+    "Lesson": "concilium.memory.store",
+    "Memory": "concilium.memory.store",
+    "RedisUnavailableWarning": "concilium.memory.redis_layer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'concilium.memory' has no attribute {name!r}")

@@ -18,7 +18,23 @@ def _calculator() -> Any:
     return calculator_tool()
 
 
-TOOLS: dict[str, Callable[[], Any]] = {"calculator": _calculator}
+def _python() -> Any:
+    from concilium.tools.sandbox import python_tool
+
+    return python_tool()
+
+
+def _answer_check() -> Any:
+    from concilium.tools.answer_check import answer_check_tool
+
+    return answer_check_tool()
+
+
+TOOLS: dict[str, Callable[[], Any]] = {
+    "calculator": _calculator,
+    "python": _python,
+    "answer_check": _answer_check,
+}
 
 
 def get_tool(name: str) -> Any:

@@ -10,6 +10,8 @@ llama.cpp context is not thread-safe, so calls to it are serialised with a lock.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import os
 import threading
 import time
@@ -81,7 +83,18 @@ def load_model(name: str) -> tuple[Any, threading.Lock]:
                 verbose=False,
             )
             _locks[name] = threading.Lock()
+            if len(_models) == 1:
+                atexit.register(close_all)
         return _models[name], _locks[name]
+
+
+def close_all() -> None:
+    """Free the models before interpreter shutdown (llama.cpp's finaliser fails later)."""
+    with _registry_lock:
+        for llama in _models.values():
+            with contextlib.suppress(Exception):
+                llama.close()
+        _models.clear()
 
 
 def _complete(name: str, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:

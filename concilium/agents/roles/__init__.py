@@ -3,6 +3,13 @@
 Roles never decide control flow; graphs do.
 """
 
-from concilium.agents.roles.results import Answer, Critique, Verdict
+from concilium.agents.roles.results import (
+    Answer,
+    Critique,
+    Judgement,
+    ModeratorDecision,
+    Reflection,
+    Verdict,
+)
 
-__all__ = ["Answer", "Critique", "Verdict"]
+__all__ = ["Answer", "Critique", "Judgement", "ModeratorDecision", "Reflection", "Verdict"]

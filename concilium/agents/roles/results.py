@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
-__all__ = ["Answer", "Critique", "Verdict"]
+__all__ = ["Answer", "Critique", "Judgement", "ModeratorDecision", "Reflection", "Verdict"]
 
 
 class Answer(BaseModel):
@@ -32,3 +34,29 @@ class Critique(BaseModel):
     issues: list[str] = Field(default_factory=list)
     should_change: bool = False
     parsed: bool = True
+
+
+class Judgement(BaseModel):
+    """A judge's final decision between the answers put to it."""
+
+    answer: str | None = Field(None, description="The chosen final answer, normalised.")
+    text: str = ""
+    reason: str = ""
+    parsed: bool = Field(True, description="False when no answer could be read from the reply.")
+
+
+class ModeratorDecision(BaseModel):
+    """A moderator's call after one round of an adversarial debate."""
+
+    stop: bool = Field(False, description="True when one side is clearly right.")
+    winner: Literal["affirmative", "negative"] | None = None
+    answer: str | None = Field(None, description="The answer the moderator supports, if any.")
+    reason: str = ""
+    parsed: bool = True
+
+
+class Reflection(BaseModel):
+    """A lesson drawn from a failed trial, for the next trial's prompt."""
+
+    text: str
+    parsed: bool = Field(True, description="False when the reply was empty and we wrote it.")

@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 import time
 
+from concilium.agents.answers import AnswerFormat
 from concilium.agents.context import RunContext, Step
 from concilium.agents.prompts import render
+from concilium.agents.roles.checks import reference_verdict, tests_verdict
 from concilium.agents.roles.results import Answer, Verdict
 from concilium.teams import RoleSpec
 from concilium.tools.calculator import CalculatorError, check_claims, evaluate, find_expression
@@ -41,7 +43,7 @@ def parse_verdict(text: str) -> Verdict:
     return Verdict(accepted=True, reason="verdict not understood", parsed=False)
 
 
-def calculator_verdict(task: str, answer: Answer, fmt: str = "number") -> Verdict:
+def calculator_verdict(task: str, answer: Answer, fmt: AnswerFormat = "number") -> Verdict:
     """Check a solution's arithmetic and its final answer with the safe calculator."""
     from concilium.agents.answers import same
 
@@ -66,14 +68,24 @@ def calculator_verdict(task: str, answer: Answer, fmt: str = "number") -> Verdic
 
 
 async def verify(
-    ctx: RunContext, node: str, spec: RoleSpec, task: str, answer: Answer, *, round: int = 0
+    ctx: RunContext, node: str, spec: RoleSpec, task: str, answer: Answer, *, round: int = 0,
+    tests: str | None = None,
 ) -> tuple[Verdict, Step]:
-    """A verdict on ``answer``: a tool check if the role says so, else a model call."""
-    if spec.check == "calculator":
+    """A verdict on ``answer``: a tool check if the role says so, else a model call.
+
+    ``tests`` is test code for ``check: tests`` (default: the tests written in the task).
+    """
+    if spec.check in ("calculator", "tests", "reference"):
         start = time.perf_counter()
-        verdict = calculator_verdict(task, answer, ctx.team.answer.format)
+        fmt = ctx.team.answer.format
+        if spec.check == "calculator":
+            verdict = calculator_verdict(task, answer, fmt)
+        elif spec.check == "tests":
+            verdict = await tests_verdict(task, answer, tests)
+        else:
+            verdict = reference_verdict(answer, ctx.reference, fmt, ctx.team.answer.tolerance)
         step = ctx.step(node=node, role="verifier", round=round, output=verdict.reason,
-                        parsed=verdict.model_dump(), answer=answer.value, tool="calculator",
+                        parsed=verdict.model_dump(), answer=answer.value, tool=spec.check,
                         latency_ms=(time.perf_counter() - start) * 1000.0)
         return verdict, step
     messages = render("verifier", spec.prompt, task=task, answer=answer.text,

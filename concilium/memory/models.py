@@ -1,0 +1,206 @@
+"""The SQL schema of the ledger and the reflection memory (SQLAlchemy 2.0 typed ORM).
+
+These classes are the typed view the code reads and writes through. The schema
+itself is created and evolved only by the Alembic migrations in
+``concilium/memory/migrations/versions`` (which also add what the ORM cannot say
+portably: the SQLite FTS5 table and the PostgreSQL ``tsvector`` column used by
+recall). Keep the two in step: a new column here needs a new migration there.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = [
+    "CHECKED_BY",
+    "Base",
+    "Behavior",
+    "Reflection",
+    "RunRow",
+    "StepRow",
+    "TermStat",
+    "utcnow",
+]
+
+CHECKED_BY: tuple[str, ...] = ("ground_truth", "tool")
+"""Verifications that make an outcome *checked*: only their lessons are recalled by default.
+
+An LLM verifier's opinion is recorded (``verified_by="llm"``) but does not count:
+self-verification is mostly confirmatory, and shared memory would spread its errors.
+"""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class RunRow(Base):
+    """One run of a team on a task: inserted when it starts, completed when it ends."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    team: Mapped[str] = mapped_column(String(128), index=True)
+    team_hash: Mapped[str] = mapped_column(String(64))
+    strategy: Mapped[str] = mapped_column(String(64))
+    namespace: Mapped[str | None] = mapped_column(String(128))
+    task: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    """``running`` until the run ends (a crashed run stays ``running``), then ok/stopped/failed."""
+    stop_reason: Mapped[str | None] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(Text)
+    answer_text: Mapped[str | None] = mapped_column(Text)
+    reference: Mapped[str | None] = mapped_column(Text)
+    correct: Mapped[bool | None] = mapped_column(Boolean)
+    llm_calls: Mapped[int] = mapped_column(Integer, default=0)
+    """Model calls really made (cache hits excluded)."""
+    cached_calls: Mapped[int] = mapped_column(Integer, default=0)
+    from_cache: Mapped[bool] = mapped_column(Boolean, default=False)
+    """True when every model reply of the run was served from the response cache."""
+    tool_calls: Mapped[int] = mapped_column(Integer, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+    wall_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    recalled: Mapped[list[Any]] = mapped_column(default=list)
+    """Ids of the reflections recalled into this run's prompts."""
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
+                                                 index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    error: Mapped[str | None] = mapped_column(Text)
+
+    steps: Mapped[list[StepRow]] = relationship(
+        back_populates="run", order_by="StepRow.seq", cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+
+class StepRow(Base):
+    """One model call or tool call of a run, in the order the run made them."""
+
+    __tablename__ = "steps"
+    __table_args__ = (Index("ix_steps_run_seq", "run_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uid: Mapped[str] = mapped_column(String(32), unique=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    node: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(String(256))
+    round: Mapped[int] = mapped_column(Integer, default=0)
+    messages: Mapped[list[Any]] = mapped_column(default=list)
+    output: Mapped[str] = mapped_column(Text, default="")
+    parsed: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    answer: Mapped[str | None] = mapped_column(Text)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    fallback_used: Mapped[bool] = mapped_column(Boolean, default=False)
+    cached: Mapped[bool] = mapped_column(Boolean, default=False)
+    answer_changed: Mapped[bool | None] = mapped_column(Boolean)
+    flip: Mapped[str | None] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    run: Mapped[RunRow] = relationship(back_populates="steps")
+
+
+behavior_sources = Table(
+    "behavior_sources",
+    Base.metadata,
+    Column("behavior_id", ForeignKey("behaviors.id", ondelete="CASCADE"), primary_key=True),
+    Column("reflection_id", ForeignKey("reflections.id", ondelete="CASCADE"), primary_key=True,
+           index=True),
+)
+
+
+class Reflection(Base):
+    """A lesson, with the provenance that decides whether it may be recalled."""
+
+    __tablename__ = "reflections"
+    __table_args__ = (Index("ix_reflections_ns_created", "namespace", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uid: Mapped[str] = mapped_column(String(32), unique=True)
+    """Made by the writer, so a retried write can never store a lesson twice."""
+    namespace: Mapped[str] = mapped_column(String(128))
+    task: Mapped[str] = mapped_column(Text)
+    lesson: Mapped[str] = mapped_column(Text)
+    terms: Mapped[str] = mapped_column(Text)
+    """What recall searches: the stemmed distinctive words of task and lesson, space-joined."""
+    outcome: Mapped[str] = mapped_column(String(16))
+    """``success`` or ``failure``: the outcome of the run (or trial) that produced it."""
+    verified_by: Mapped[str | None] = mapped_column(String(32))
+    """Who checked that outcome: ``ground_truth``, ``tool``, ``llm``, or ``None``."""
+    checked: Mapped[bool] = mapped_column(Boolean, default=False)
+    """``verified_by`` is one of :data:`CHECKED_BY`."""
+    run_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    """The run that taught it: provenance, not a foreign key (lessons outlive ledger rows)."""
+    team: Mapped[str | None] = mapped_column(String(128))
+    model: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    use_count: Mapped[int] = mapped_column(Integer, default=0)
+    success_count: Mapped[int] = mapped_column(Integer, default=0)
+    """Recalls followed by a correct answer."""
+    failure_count: Mapped[int] = mapped_column(Integer, default=0)
+    """Recalls followed by a wrong answer."""
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    behaviors: Mapped[list[Behavior]] = relationship(
+        secondary=behavior_sources, back_populates="sources"
+    )
+
+    @property
+    def usefulness(self) -> float:
+        """Laplace-smoothed share of recalls followed by a correct answer (0.5 when unknown)."""
+        return (self.success_count + 1) / (self.success_count + self.failure_count + 2)
+
+
+class TermStat(Base):
+    """How many lessons a term occurs in (``term=""``: all lessons), to query by rare terms."""
+
+    __tablename__ = "term_stats"
+
+    term: Mapped[str] = mapped_column(String(64), primary_key=True)
+    docs: Mapped[int] = mapped_column(Integer)
+
+
+class Behavior(Base):
+    """A named, concise procedure distilled from recurring reflections (the handbook)."""
+
+    __tablename__ = "behaviors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    namespace: Mapped[str] = mapped_column(String(128), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    procedure: Mapped[str] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    use_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    sources: Mapped[list[Reflection]] = relationship(
+        secondary=behavior_sources, back_populates="behaviors"
+    )

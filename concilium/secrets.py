@@ -1,0 +1,63 @@
+"""Keeping API keys and tokens out of everything we write or print.
+
+The ledger, events, exports, logs and error messages all pass through
+:func:`redact`. It removes the values of secret-looking environment variables
+(``*_KEY``, ``*_TOKEN``, ``*_SECRET``, ``*_PASSWORD``), passwords inside the
+configured database and Redis URLs, and strings shaped like common API keys
+(``sk-...``, ``Bearer ...``), whether or not we know where they came from.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+__all__ = ["MASK", "redact", "redact_obj", "secret_values"]
+
+MASK = "***"
+_SECRET_NAME = re.compile(r"(API_?KEY|KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)$", re.I)
+_SHAPES = re.compile(
+    r"(sk-[A-Za-z0-9_\-]{16,}"  # OpenAI-style keys
+    r"|(?<=Bearer )[A-Za-z0-9_\-.=]{16,}"  # bearer tokens
+    r"|(?<=api_key=)[^\s&'\"]{8,}"
+    r"|(?<=://)[^:/@\s]+:[^@/\s]+(?=@))"  # user:password@ in URLs
+)
+MIN_SECRET_CHARS = 6
+
+
+def secret_values() -> list[str]:
+    """Secret values known right now, longest first (so overlapping ones mask fully)."""
+    values = {
+        value
+        for name, value in os.environ.items()
+        if _SECRET_NAME.search(name) and len(value) >= MIN_SECRET_CHARS
+    }
+    for name in ("CONCILIUM_DATABASE_URL", "CONCILIUM_REDIS_URL"):
+        password = urlsplit(os.environ.get(name, "")).password
+        if password and len(password) >= 3:
+            values.add(password)
+    return sorted(values, key=len, reverse=True)
+
+
+def redact(text: str, secrets: list[str] | None = None) -> str:
+    """``text`` with every known or key-shaped secret replaced by ``***``."""
+    if not text:
+        return text
+    for value in secrets if secrets is not None else secret_values():
+        if value in text:
+            text = text.replace(value, MASK)
+    return _SHAPES.sub(MASK, text)
+
+
+def redact_obj(value: Any, secrets: list[str] | None = None) -> Any:
+    """:func:`redact` applied to every string inside dicts, lists and tuples."""
+    secrets = secret_values() if secrets is None else secrets
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {k: redact_obj(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(redact_obj(v, secrets) for v in value)
+    return value

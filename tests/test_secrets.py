@@ -1,0 +1,66 @@
+"""A planted API key never reaches the ledger, error messages or CLI output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from concilium import load_team
+from concilium.agents.llm import chat
+from concilium.agents.providers import scripted
+from concilium.cli.app import app
+from concilium.errors import ModelError
+from concilium.secrets import redact
+
+KEY = "sk-planted0123456789abcdefXYZ"
+TOKEN = "tok_planted_987654321"
+
+
+@pytest.fixture(autouse=True)
+def _planted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("MY_SERVICE_TOKEN", TOKEN)
+    monkeypatch.setenv("CONCILIUM_REDIS_URL", "redis://user:redispass99@127.0.0.1:1/0")
+
+
+def _leaks(text: str) -> list[str]:
+    return [s for s in (KEY, TOKEN, "redispass99") if s in text]
+
+
+def test_redact_masks_known_and_key_shaped_values() -> None:
+    text = f"auth {KEY} {TOKEN} redis://user:redispass99@h Bearer abcdefghijklmnopqrstuvwx"
+    assert _leaks(redact(text)) == []
+    assert "abcdefghijklmnopqrstuvwx" not in redact(text)
+
+
+async def test_a_key_echoed_by_the_model_or_in_the_task_stays_out_of_the_ledger() -> None:
+    team = load_team({"name": "s", "strategy": "single", "roles": {"generator": {}}},
+                     model="scripted/echo")
+    with scripted.use("echo", scripted.Script(default=f"my key is {KEY}. Answer: 4")):
+        result = await team.arun(f"Use the token {TOKEN} and tell me 2+2")
+    assert _leaks(result.model_dump_json()) == []
+    assert result.answer == "4"
+
+
+async def test_error_messages_do_not_carry_keys() -> None:
+    def failing(call: scripted.ScriptCall) -> str:
+        raise ConnectionError(f"refused for api_key={KEY}")
+
+    with scripted.use("leaky", scripted.Script(default=failing)), \
+            pytest.raises(ModelError) as caught:
+        from concilium.agents.llm import RetryPolicy
+
+        await chat([{"role": "user", "content": "hi"}], model="scripted/leaky",
+                   retry=RetryPolicy(attempts=1))
+    assert _leaks(str(caught.value)) == [] and "refused" in str(caught.value)
+
+
+def test_cli_json_output_has_no_keys(examples: Path) -> None:
+    with scripted.use("echo", scripted.Script(default=f"{KEY} Answer: 4")):
+        out = CliRunner().invoke(app, ["run", str(examples / "single.yaml"), f"2+2? {TOKEN}",
+                                       "--model", "scripted/echo", "--json"])
+    assert out.exit_code == 0, out.output
+    assert _leaks(out.output) == [] and json.loads(out.stdout)["answer"] == "4"
