@@ -63,6 +63,9 @@ async def test_adaptive_stops_once_the_leader_cannot_be_overtaken() -> None:
     assert result.stop_reason == "vote decided after 6 of 8 samples (2 saved): 42 leads 6-0"
     assert [s["round"] for s in result.steps if s["role"] == "generator"] == [0, 0, 1, 1, 2, 2]
     assert [s["role"] for s in result.steps].count("vote") == 3
+    # The saving is also on the result, machine-readable, for reports and evaluations.
+    assert result.report["samples_used"] == 6 and result.report["samples_saved"] == 2
+    assert result.report["samples_budget"] == 8
 
 
 async def test_adaptive_confidence_stops_earlier_on_a_clear_majority() -> None:

@@ -119,6 +119,8 @@ def summarize_team(records: Sequence[Mapping[str, Any]], selected: int) -> dict[
         "mean_tokens": _mean(r.get("total_tokens", 0) for r in records),
         "total_tokens": sum(int(r.get("total_tokens", 0)) for r in records),
         "total_cost": sum(float(r.get("cost", 0.0)) for r in records),
+        "retries": sum(int(r.get("retries", 0)) for r in records),
+        "fallbacks": sum(int(r.get("fallbacks", 0)) for r in records),
         "latency_ms": {
             "p50": percentile(latencies, 50),
             "p95": percentile(latencies, 95),

@@ -1,0 +1,46 @@
+"""With 30% injected provider faults an evaluation still completes every item."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from concilium import load_team
+from concilium.agents.providers import faulty, scripted
+from concilium.eval.datasets import load_dataset
+from concilium.eval.runner import EvalOptions, Evaluation
+from concilium.tools.calculator import evaluate as calc
+
+
+def solver(call: scripted.ScriptCall) -> str:
+    """A perfect arithmetic model: it evaluates the task's expression."""
+    from concilium.tools.calculator import find_expression
+
+    expression = find_expression(call.prompt) or "0"
+    return f"{expression} = {calc(expression):g}\nAnswer: {calc(expression):g}"
+
+
+def test_thirty_percent_faults_fifty_items_all_complete(tmp_path: Path) -> None:
+    faults = faulty.configure("storm", faulty.Faults(
+        inner="scripted/solver", timeout=0.06, rate_limit=0.08, server_error=0.08,
+        malformed=0.04, empty=0.04, seed=3, hang_s=5.0))
+    spec = {"name": "stormy", "strategy": "single",
+            "retry": {"attempts": 4, "initial_backoff_s": 0.001, "max_backoff_s": 0.005,
+                      "timeout_s": 1.0},
+            "roles": {"generator": {"model": "faulty/storm", "fallbacks": ["scripted/solver"]}}}
+    data = load_dataset("arith:50:7")
+    with scripted.use("solver", scripted.Script(default=solver)):
+        evaluation = Evaluation([load_team(spec)], data, tmp_path,
+                                EvalOptions(concurrency=8, item_timeout_s=30))
+        asyncio.run(evaluation.run())
+        summary = evaluation.write_summary()
+    [team] = summary["teams"]
+    assert summary["complete"] and team["done"] == 50
+    assert team["status"] == {"ok": 50}
+    # Transient faults were retried; malformed and empty replies reached the grader as wrong.
+    transient = sum(faults.injected[k] for k in ("timeout", "rate_limit", "server_error"))
+    # (a slow machine may time out a healthy call too, so at least one retry per fault)
+    assert transient > 0 and team["retries"] >= transient
+    garbled = faults.injected["malformed"] + faults.injected["empty"]
+    assert team["correct"] == 50 - garbled
+    assert sum(faults.injected.values()) >= 10  # about 30% of ~55 calls
