@@ -151,9 +151,9 @@ class TcpProxy:
     never touched.
     """
 
-    def __init__(self, target: tuple[str, int] = ("127.0.0.1", 6379)) -> None:
+    def __init__(self, target: tuple[str, int] = ("127.0.0.1", 6379), port: int = 0) -> None:
         self.target = target
-        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener = socket.create_server(("127.0.0.1", port))  # port 0: any free one
         self._listener.settimeout(0.05)
         self.port: int = self._listener.getsockname()[1]
         self._sockets: list[socket.socket] = []

@@ -210,3 +210,28 @@ def test_reconnect_after_an_outage(redis_prefix: str) -> None:  # noqa: F811
         assert layer.warnings == 1
     layer.client = RedisLayer(REDIS_TEST_URL, redis_prefix).client
     assert layer.reconnect() is True and layer.cache_get("k") == "v"
+
+
+def test_cache_and_events_resume_by_themselves_when_redis_returns(
+    redis_prefix: str,  # noqa: F811
+) -> None:
+    proxy = TcpProxy()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        layer = RedisLayer(proxy.url, redis_prefix)
+        layer.reconnect_every_s = 0.1
+        layer.cache_put("k", "v", 60)
+        proxy.stop()  # Redis goes away
+        assert layer.cache_get("k") is None and not layer.available
+        assert layer.publish([("x", {"type": "step"})]) is False
+        back = TcpProxy(port=proxy.port)  # ...and comes back on the same address
+        try:
+            time.sleep(0.15)
+            assert layer.cache_get("k") == "v"  # no reconnect() call, no restart
+            assert layer.available
+            assert layer.publish([("x", {"type": "step"})]) is True
+            assert layer.client.xlen(layer.key("run", "x")) >= 1
+        finally:
+            back.stop()
+    assert layer.warnings == 1
+    assert sum(issubclass(w.category, RedisUnavailableWarning) for w in caught) == 1

@@ -3,8 +3,9 @@
 Nothing here is the source of truth. Every operation degrades to "not
 available": when Redis cannot be reached (at start or mid-run) the layer warns
 once (:class:`RedisUnavailableWarning`), stops calling Redis, and the callers go
-on with SQL alone. :meth:`RedisLayer.reconnect` clears that state (a reconnect
-policy can call it later).
+on with SQL alone. While it is down, the next call after ``reconnect_every_s``
+pings Redis again; once it answers, the cache, hot set and event streams resume
+by themselves, with no restart (a later outage warns again).
 
 Keys, all under the prefix (``CONCILIUM_REDIS_PREFIX``, default ``concilium:``):
 
@@ -34,6 +35,8 @@ HOT_KEEP = 200
 RUN_STREAM_MAXLEN = 10_000
 RUNS_STREAM_MAXLEN = 10_000
 RUN_STREAM_TTL_S = 7 * 24 * 3600
+RECONNECT_EVERY_S = 5.0
+"""How often a downed layer tries Redis again (at most once per interval, on use)."""
 
 
 class RedisUnavailableWarning(RuntimeWarning):
@@ -52,6 +55,8 @@ class RedisLayer:
         self.prefix = prefix
         self._lock = threading.Lock()
         self._down = False
+        self._retry_at = 0.0
+        self.reconnect_every_s = RECONNECT_EVERY_S
         self.warnings = 0
         """How many outages were reported (one warning each)."""
         self.client = redis.Redis.from_url(
@@ -87,7 +92,7 @@ class RedisLayer:
 
     def _call(self, fn: Callable[[Any], T], default: T = None) -> T:  # type: ignore[assignment]
         """Run ``fn(client)``; on a connection fault warn once, mark Redis down, return default."""
-        if self._down:
+        if self._down and not self._retry_due():
             return default
         try:
             return fn(self.client)
@@ -95,8 +100,18 @@ class RedisLayer:
             self._failed(error)
             return default
 
+    def _retry_due(self) -> bool:
+        """Whether a downed layer should try Redis now (one caller per interval does)."""
+        with self._lock:
+            now = time.monotonic()
+            if now < self._retry_at:
+                return False
+            self._retry_at = now + self.reconnect_every_s
+        return self.reconnect()
+
     def _failed(self, error: BaseException) -> None:
         with self._lock:
+            self._retry_at = time.monotonic() + self.reconnect_every_s
             if self._down:
                 return
             self._down = True
