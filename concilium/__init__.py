@@ -9,7 +9,9 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from concilium._lazy import lazy_getattr
 
 # litellm reads this at import: without it, it downloads a price list (and stalls offline).
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -43,10 +45,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import the public names on first use, so ``import concilium`` stays cheap."""
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'concilium' has no attribute {name!r}")
+__getattr__ = lazy_getattr("concilium", _LAZY)

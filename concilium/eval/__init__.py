@@ -14,8 +14,9 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from concilium._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from concilium.eval.datasets import Dataset, Item, load_dataset
@@ -38,8 +39,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import on first use: the runner pulls in LangGraph and litellm."""
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'concilium.eval' has no attribute {name!r}")
+__getattr__ = lazy_getattr("concilium.eval", _LAZY)

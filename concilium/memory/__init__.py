@@ -19,8 +19,9 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from concilium._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from concilium.memory.redis_layer import RedisUnavailableWarning
@@ -35,7 +36,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'concilium.memory' has no attribute {name!r}")
+__getattr__ = lazy_getattr("concilium.memory", _LAZY)
