@@ -5,7 +5,8 @@ code is timed:
 
 - ``litellm.acompletion`` called directly (the floor);
 - ``agents.llm.chat`` (retries, accounting) around the same call;
-- a whole ``single`` team run (graph build, state, ledger, result);
+- a whole ``single`` team run (graph build, state, ledger, result), and the same
+  run durable (a LangGraph SQLite checkpoint per step, the call journal);
 - ``concilium --help`` wall time in a fresh process.
 
 Usage: ``python bench/overhead.py [--runs 200]``. Prints a table and ratios.
@@ -46,11 +47,14 @@ async def _measure(runs: int) -> dict[str, list[float]]:
         await chat(MESSAGES, model="scripted/bench", metadata={"role": "generator"})
 
     async def whole_team() -> None:
-        await team.arun("What is 2 + 2?")
+        await team.arun("What is 2 + 2?", durable=False)
+
+    async def durable_team() -> None:
+        await team.arun("What is 2 + 2?", durable=True)
 
     timings: dict[str, list[float]] = {"litellm.acompletion": [], "llm.chat": [],
-                                       "single team run": []}
-    cases = list(zip(timings, (direct, door, whole_team), strict=True))
+                                       "single team run": [], "durable single run": []}
+    cases = list(zip(timings, (direct, door, whole_team, durable_team), strict=True))
     for _, fn in cases:  # warm-up: imports, provider registration, first compile
         for _ in range(5):
             await fn()
@@ -84,8 +88,11 @@ def main() -> None:
         median, mean = _ms(samples)
         print(f"{name:<22}{median:>11.2f}{mean:>10.2f}{median / floor:>10.2f}")
     team_median = statistics.median(timings["single team run"]) * 1000
+    durable_median = statistics.median(timings["durable single run"]) * 1000
     print(f"\nsingle team adds {team_median - floor:.2f} ms per run over one direct call "
           f"({team_median / floor:.2f}x), {args.runs} runs each, interleaved")
+    print(f"checkpoints and the call journal add {durable_median - team_median:.2f} ms per run "
+          f"({durable_median / team_median:.2f}x the plain run)")
     print(f"concilium --help: median {help_median:.0f} ms, mean {help_mean:.0f} ms "
           "(fresh process, 5 runs; target: well under 1000 ms)")
 

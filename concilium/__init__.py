@@ -18,18 +18,28 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 if TYPE_CHECKING:
     from concilium.errors import ConciliumError, TeamFileError
-    from concilium.team import RunFailed, RunResult, Team, Usage, load_team
+    from concilium.team import (
+        RunFailed,
+        RunNotResumable,
+        RunResult,
+        Team,
+        Usage,
+        load_team,
+        resume_run,
+    )
     from concilium.teams import TeamSpec
 
 __all__ = [
     "ConciliumError",
     "RunFailed",
+    "RunNotResumable",
     "RunResult",
     "Team",
     "TeamFileError",
     "TeamSpec",
     "Usage",
     "load_team",
+    "resume_run",
 ]
 __version__ = "0.1.0"
 
@@ -37,6 +47,8 @@ _LAZY = {
     "ConciliumError": "concilium.errors",
     "TeamFileError": "concilium.errors",
     "RunFailed": "concilium.team",
+    "RunNotResumable": "concilium.team",
+    "resume_run": "concilium.team",
     "RunResult": "concilium.team",
     "Team": "concilium.team",
     "Usage": "concilium.team",

@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = Field(None, description="Redis URL; none means SQL alone.")
     redis_prefix: str = Field("concilium:", description="Prefix of every Redis key we write.")
     record: bool = Field(True, description="Record runs and steps in the ledger by default.")
+    checkpoint: bool = Field(
+        True, description="Checkpoint runs (and journal their model calls) so a killed run "
+        "can be resumed with `concilium runs resume RUN`."
+    )
     cache_ttl_s: float = Field(
         7 * 24 * 3600.0, description="Lifetime of a cached model reply in Redis (0: forever)."
     )

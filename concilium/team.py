@@ -9,6 +9,8 @@ CLI uses: it adds budgets, a wall-clock limit and a summary of what it cost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field
 
 from concilium.agents.context import RunContext, Step, new_run_id
-from concilium.errors import BudgetExceeded, ModelError, TeamFileError
+from concilium.errors import BudgetExceeded, ConfigError, ModelError, TeamFileError
 from concilium.secrets import redact
 from concilium.teams import TeamSpec, load_spec, locate, spec_from_dict
 
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
     from concilium.memory.hooks import RunMemory
     from concilium.memory.store import Memory
 
-__all__ = ["RunFailed", "RunResult", "Team", "Usage", "load_team"]
+__all__ = ["RunFailed", "RunNotResumable", "RunResult", "Team", "Usage", "load_team", "resume_run"]
 
 
 class Usage(BaseModel):
@@ -175,6 +177,8 @@ class Team:
         on_step: Callable[[Step], None] | None = None,
         memory: Memory | bool | None = None,
         record: bool | None = None,
+        durable: bool | None = None,
+        checkpointer: Any = None,
     ) -> RunResult:
         """Run ``task`` to the end, a budget, or the team's timeout.
 
@@ -182,7 +186,7 @@ class Team:
             task: the task text; it is data for the generator, never configuration.
             reference: a known right answer, to score the run and count flips.
             lessons: lessons to put in the generator's and refiner's prompts.
-            run_id: an id for the run (default: a new one).
+            run_id: an id for the run (default: a new one); also its LangGraph thread id.
             seed: base seed; samples and debaters derive distinct seeds from it.
             on_step: called with each ledger step as it happens (live progress).
             memory: where lessons are recalled from and stored, and the ledger written
@@ -190,12 +194,60 @@ class Team:
                 under ``CONCILIUM_HOME`` unless ``CONCILIUM_DATABASE_URL``); ``False``:
                 no memory at all. Lessons are recalled only when ``lessons`` is None.
             record: write this run to the ledger (default ``CONCILIUM_RECORD``, on).
+            durable: checkpoint the run after every step and journal every model call,
+                so :meth:`aresume` can finish it after a crash without repeating a
+                completed call (default ``CONCILIUM_CHECKPOINT``, on; needs memory).
+            checkpointer: your own LangGraph saver instead of the default one
+                (``checkpoints.db`` beside the ledger, or PostgreSQL).
 
         Raises:
             TeamFileError: a model string names a provider litellm does not know.
             RunFailed: a model failed after retries and fallbacks.
         """
+        run = {"task": task, "reference": reference, "seed": seed,
+               "lessons": lessons}
+        return await self._execute(run, run_id=run_id or new_run_id(), on_step=on_step,
+                                   memory=memory, record=record, durable=durable,
+                                   checkpointer=checkpointer, resume=False)
+
+    async def aresume(
+        self,
+        run_id: str,
+        *,
+        on_step: Callable[[Step], None] | None = None,
+        memory: Memory | bool | None = None,
+        checkpointer: Any = None,
+    ) -> RunResult:
+        """Finish run ``run_id`` from its last checkpoint (after a crash, a kill, a timeout).
+
+        Nodes that were running when the run stopped run again; their model calls
+        that had completed are answered from the run's call journal, not the model.
+
+        Raises:
+            RunNotResumable: the run has no checkpoint (it was not durable, or never
+                reached its first step).
+        """
+        return await self._execute({}, run_id=run_id, on_step=on_step, memory=memory,
+                                   record=None, durable=True, checkpointer=checkpointer,
+                                   resume=True)
+
+    async def _execute(
+        self,
+        run: dict[str, Any],
+        *,
+        run_id: str,
+        on_step: Callable[[Step], None] | None,
+        memory: Memory | bool | None,
+        record: bool | None,
+        durable: bool | None,
+        checkpointer: Any,
+        resume: bool,
+    ) -> RunResult:
         self.check_models()
+        from concilium.settings import get_settings
+
+        if durable is None:
+            durable = get_settings().checkpoint
         steps: list[Step] = []
         mem: RunMemory | None = None
 
@@ -206,18 +258,71 @@ class Team:
             if on_step is not None:
                 on_step(step)
 
-        ctx = self.context(run_id=run_id or new_run_id(), reference=reference, seed=seed,
-                           on_step=collect)
-        # Memory: recall lessons, start the ledger row, use the response cache (memory/hooks.py).
-        from concilium.memory.hooks import open_run_memory
+        async with contextlib.AsyncExitStack() as stack:
+            saver = checkpointer
+            if saver is None and durable and memory is not False:
+                from concilium.checkpoints import open_checkpointer
 
-        mem = await open_run_memory(self.spec, ctx, task, lessons=lessons, memory=memory,
-                                    record=record)
-        if mem is not None and lessons is None:
-            lessons = mem.lessons
-        if self._compiled is None:  # the spec is immutable: compile once per Team
-            self._compiled = self.compile()
-        graph = self._compiled
+                url = memory.db.url if memory not in (None, True) else None  # type: ignore[union-attr]
+                saver = await stack.enter_async_context(open_checkpointer(url))
+            config: dict[str, Any] = {"recursion_limit": self.recursion_limit()}
+            graph = self._graph(saver)
+            if saver is not None:
+                config["configurable"] = {"thread_id": run_id}
+            saved: dict[str, Any] = {}
+            if resume:
+                saved = await _saved_run(graph, config, run_id)
+                run = saved["run"]
+            ctx = self.context(run_id=run_id, reference=run["reference"], seed=run["seed"],
+                               on_step=collect)
+            if resume:
+                ctx.restore(saved["values"].get("steps") or [])
+            # Memory: recall lessons, start (or reopen) the ledger row, use the response
+            # cache (memory/hooks.py).
+            from concilium.memory.hooks import open_run_memory
+
+            mem = await open_run_memory(self.spec, ctx, run["task"], lessons=run["lessons"],
+                                        memory=memory, record=record, resume=resume)
+            lessons = run["lessons"]
+            if mem is not None and lessons is None:
+                lessons = mem.lessons
+            if saver is not None and mem is not None:
+                from concilium.memory.journal import CallJournal
+
+                ctx.journal = CallJournal(mem.memory.db, run_id)
+                if resume:
+                    await asyncio.to_thread(ctx.journal.load)
+                    mem.restore(saved["values"].get("steps") or [])
+            if saver is not None:  # on every checkpoint (LangGraph keeps strings, not dicts)
+                config["metadata"] = {"concilium_run": json.dumps(
+                    {**run, "lessons": list(lessons or []), "team": self._saved_spec()})}
+            first = None if resume else {"task": run["task"], "lessons": list(lessons or []),
+                                         "steps": []}
+            state, status, reason, error, start = await self._drive(graph, first, ctx, config,
+                                                                    mem)
+            if saver is not None:  # the checkpoint holds every step, the resumed ones too
+                state = dict((await graph.aget_state(config)).values) or state
+                steps = _merge_steps(state.get("steps") or [], steps)
+
+        def build() -> RunResult:
+            result = self._result(ctx, run["task"], state, steps, status, reason, error, start)
+            result.lessons = list(lessons or [])
+            result.remembered = list(mem.stored) if mem is not None else []
+            return result
+
+        result = build()
+        if mem is not None:  # the lesson (per the team's memory policy), then the ledger row
+            result = await mem.close(ctx, run["task"], state, result, build)
+        if status == "failed":
+            raise RunFailed(error or "run failed", result)
+        return result
+
+    async def _drive(
+        self, graph: Any, first: dict[str, Any] | None, ctx: RunContext,
+        config: dict[str, Any], mem: RunMemory | None,
+    ) -> tuple[dict[str, Any], Literal["ok", "stopped", "failed"], str | None, str | None,
+               float]:
+        """Stream the graph to its end; a budget or the timeout stops it between writes."""
         state: dict[str, Any] = {}
         status: Literal["ok", "stopped", "failed"] = "ok"
         reason: str | None = None
@@ -226,10 +331,7 @@ class Team:
         try:
             async with asyncio.timeout(self.spec.limits.timeout_s):
                 async for state in graph.astream(  # noqa: B007 - the last state is the result
-                    {"task": task, "lessons": list(lessons or []), "steps": []},
-                    context=ctx,
-                    stream_mode="values",
-                    config={"recursion_limit": self.recursion_limit()},
+                    first, context=ctx, stream_mode="values", config=config,
                 ):
                     pass
             reason = state.get("stop_reason")
@@ -243,19 +345,20 @@ class Team:
             if mem is not None:
                 mem.crashed(crash)
             raise
+        return state, status, reason, error, start
 
-        def build() -> RunResult:
-            result = self._result(ctx, task, state, steps, status, reason, error, start)
-            result.lessons = list(lessons or [])
-            result.remembered = list(mem.stored) if mem is not None else []
-            return result
+    def _graph(self, saver: Any) -> Any:
+        """The compiled graph, with ``saver`` (compiled once per Team without one)."""
+        if saver is not None:
+            return self.compile(checkpointer=saver)
+        if self._compiled is None:  # the spec is immutable: compile once per Team
+            self._compiled = self.compile()
+        return self._compiled
 
-        result = build()
-        if mem is not None:  # the lesson (per the team's memory policy), then the ledger row
-            result = await mem.close(ctx, task, state, result, build)
-        if status == "failed":
-            raise RunFailed(error or "run failed", result)
-        return result
+    def _saved_spec(self) -> dict[str, Any]:
+        """What a resume rebuilds this team from: the spec, and the file it came from."""
+        return {"spec": self.spec.model_dump(mode="json", exclude_unset=True),
+                "source": self.source}
 
     def run(self, task: str, **kwargs: Any) -> RunResult:
         """Blocking :meth:`arun`, for scripts and notebooks without an event loop."""
@@ -299,6 +402,71 @@ class Team:
             wall_ms=(time.perf_counter() - start) * 1000.0,
             steps=[dict(s) for s in steps],
         )
+
+
+class RunNotResumable(ConfigError):
+    """The run cannot be resumed: no checkpoint of it exists (or it already finished)."""
+
+
+async def _saved_run(graph: Any, config: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """The run's last checkpoint: its state values and how it was started."""
+    snapshot = await graph.aget_state(config)
+    meta = _run_metadata(snapshot)
+    if not snapshot.values or meta is None:
+        raise RunNotResumable(f"run {run_id!r} has no checkpoint to resume from (was it "
+                              "started with checkpoints on, and did it reach its first step?)")
+    if not snapshot.next:
+        raise RunNotResumable(f"run {run_id!r} already finished; see: concilium runs show "
+                              f"{run_id}")
+    return {"values": dict(snapshot.values), "run": meta, "next": tuple(snapshot.next)}
+
+
+def _run_metadata(snapshot: Any) -> dict[str, Any] | None:
+    """How the run was started, from its checkpoint's metadata (``None``: not ours)."""
+    meta = (getattr(snapshot, "metadata", None) or {}).get("concilium_run")
+    try:
+        return dict(json.loads(meta)) if isinstance(meta, str) else None
+    except (ValueError, TypeError):
+        return None
+
+
+def _merge_steps(saved: list[Step], seen: list[Step]) -> list[Step]:
+    """The checkpoint's steps, then the ones it does not hold (a stopped node's), once each."""
+    ids = {s.get("id") for s in saved}
+    return [*saved, *(s for s in seen if s.get("id") not in ids)]
+
+
+async def resume_run(
+    run_id: str,
+    *,
+    on_step: Callable[[Step], None] | None = None,
+    memory: Memory | bool | None = None,
+    model: str | None = None,
+    limits: dict[str, Any] | None = None,
+) -> RunResult:
+    """Finish a killed or stopped durable run, rebuilding its team from its checkpoint.
+
+    The team is the one the run started with (its spec is saved in the checkpoint),
+    not whatever its YAML file says now; ``limits`` raises (or lowers) its budgets,
+    e.g. ``{"max_llm_calls": 40}`` to go on after a budget stop.
+
+    Raises:
+        RunNotResumable: no checkpoint of ``run_id`` exists.
+    """
+    from concilium.checkpoints import open_checkpointer, thread_config
+
+    url = memory.db.url if memory not in (None, True, False) else None  # type: ignore[union-attr]
+    async with open_checkpointer(url) as saver:
+        meta = _run_metadata(await saver.aget_tuple(thread_config(run_id)))
+        if meta is None:
+            raise RunNotResumable(f"no checkpoint of run {run_id!r}: only runs started with "
+                                  "checkpoints on (the default) can be resumed")
+        saved = meta["team"]
+        spec = saved["spec"]
+        if limits:
+            spec = {**spec, "limits": {**spec.get("limits", {}), **limits}}
+        team = Team(spec_from_dict(spec), source=saved.get("source")).with_model(model)
+        return await team.aresume(run_id, on_step=on_step, memory=memory, checkpointer=saver)
 
 
 def load_team(source: str | Path | dict[str, Any], *, model: str | None = None) -> Team:

@@ -9,17 +9,22 @@ stream so anyone streaming the graph sees progress live.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from concilium.agents.llm import ChatResult, ResponseCache, RetryPolicy, chat
 from concilium.errors import BudgetExceeded
 from concilium.secrets import redact, redact_obj, secret_values
 from concilium.teams import RoleSpec, TeamSpec
+
+if TYPE_CHECKING:
+    from concilium.memory.journal import CallJournal
 
 __all__ = ["RunContext", "Step", "new_run_id"]
 
@@ -43,6 +48,7 @@ class Step(TypedDict, total=False):
     attempts: int
     fallback_used: bool
     cached: bool
+    replayed: bool
     answer: str | None
     answer_changed: bool | None
     flip: str | None  # "right->wrong" | "wrong->right" when a reference is known
@@ -68,6 +74,9 @@ class RunContext:
     on_step: Callable[[Step], None] | None = None
     cache: ResponseCache | None = None
     """Model-response cache (the Redis layer's, when configured); ``None`` calls every time."""
+    journal: CallJournal | None = None
+    """A durable run's completed calls: replayed instead of repeated when the run resumes."""
+    _seen: dict[str, int] = field(default_factory=dict, repr=False)
 
     # ---------------------------------------------------------------- models
 
@@ -101,10 +110,19 @@ class RunContext:
         """
         self._check_budget()
         self.llm_calls += 1
+        model = self.model_for(spec)
+        key = (self._journal_key("call", node, kind, sample, model, messages=messages)
+               if self.journal is not None else None)
+        known = self.journal.get(key) if self.journal is not None and key else None
+        if known is not None:  # made before a crash: the resumed run does not pay again
+            result = ChatResult(**{**known, "replayed": True})
+            self.tokens += result.total_tokens
+            self.cost += result.cost
+            return result
         retry = self.team.retry
         result = await chat(
             messages,
-            model=self.model_for(spec),
+            model=model,
             temperature=spec.temperature,
             max_tokens=spec.max_tokens,
             seed=self.seed + sample,
@@ -119,9 +137,36 @@ class RunContext:
             stop=stop,
             cache=self.cache,
         )
+        if self.journal is not None and key:  # on disk before anyone uses the reply
+            entry = dataclasses.asdict(result)
+            entry["text"] = redact(entry["text"])
+            await asyncio.to_thread(self.journal.put, key, entry)
         self.tokens += result.total_tokens
         self.cost += result.cost
         return result
+
+    def restore(self, steps: Sequence[Step]) -> None:
+        """Count a resumed run's earlier steps against its budgets, as if it never stopped."""
+        llm = [s for s in steps if s.get("kind") == "llm"]
+        self.llm_calls = sum(1 for s in llm if not s.get("cached"))
+        self.tokens = sum(s.get("prompt_tokens", 0) + s.get("completion_tokens", 0) for s in llm)
+        self.cost = sum(s.get("cost", 0.0) for s in llm)
+
+    def _journal_key(self, *parts: Any, messages: Sequence[dict[str, str]] = ()) -> str | None:
+        """A key that is the same when the same LangGraph task runs again after a resume.
+
+        It names the task (its checkpoint namespace: node and task id, which LangGraph
+        derives from the checkpoint, so a re-run task has the same one), what is asked,
+        and how many identical asks came before it within that task.
+        """
+        from concilium.memory.journal import call_key
+
+        scope = _task_scope()
+        if scope is None:
+            return None
+        base = call_key(self.run_id, scope, *parts, messages=messages)
+        nth = self._seen[base] = self._seen.get(base, -1) + 1
+        return call_key(base, nth)
 
     # ---------------------------------------------------------------- ledger
 
@@ -149,15 +194,20 @@ class RunContext:
         which way it flipped (right->wrong or wrong->right).
         """
         secrets = secret_values()  # the ledger never holds a key, whatever the task says
+        text = result.text if result is not None else output
+        # The same step of a task that runs again after a resume gets the same id, so
+        # the ledger stores it once.
+        uid = self._journal_key("step", node, role, round, tool if result is None else "llm",
+                                text, answer)
         step: Step = {
-            "id": uuid.uuid4().hex[:12],
+            "id": uid[:32] if uid else uuid.uuid4().hex[:12],
             "node": node,
             "role": role,
             "kind": "llm" if result is not None else "tool",
             "model": result.model if result is not None else tool,
             "round": round,
             "messages": redact_obj(list(messages), secrets),
-            "output": redact(result.text if result is not None else output, secrets),
+            "output": redact(text, secrets),
             "parsed": redact_obj(parsed or {}, secrets),
             "prompt_tokens": result.prompt_tokens if result else 0,
             "completion_tokens": result.completion_tokens if result else 0,
@@ -166,6 +216,7 @@ class RunContext:
             "attempts": result.attempts if result else 1,
             "fallback_used": result.fallback_used if result else False,
             "cached": result.cached if result else False,
+            "replayed": result.replayed if result else False,
             "answer": answer,
             "answer_changed": None,
             "flip": None,
@@ -207,3 +258,16 @@ class RunContext:
         if was is None or was == now:
             return None
         return "wrong->right" if now else "right->wrong"
+
+
+def _task_scope() -> str | None:
+    """The running LangGraph task's checkpoint namespace (``node:task_id``), if in one."""
+    try:
+        from langgraph.config import get_config
+
+        config = get_config()
+    except (RuntimeError, ImportError):
+        return None
+    scope = (config.get("configurable") or {}).get("checkpoint_ns") or (
+        config.get("metadata") or {}).get("langgraph_checkpoint_ns")
+    return str(scope) if scope else None

@@ -32,6 +32,7 @@ __all__ = [
     "cache_key",
     "chat",
     "litellm_module",
+    "register_price",
 ]
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -78,6 +79,8 @@ class ChatResult:
     fallback_used: bool = False
     cached: bool = False
     errors: list[str] = field(default_factory=list)
+    replayed: bool = False
+    """Answered from a resumed run's call journal: made (and paid for) before the crash."""
 
     @property
     def total_tokens(self) -> int:
@@ -126,6 +129,16 @@ def litellm_module() -> Any:
         custom_llm_setup()
         _litellm = litellm
     return _litellm
+
+
+def register_price(model: str, *, input_per_token: float, output_per_token: float) -> None:
+    """Price a model litellm has no price for (a local or self-hosted one, a test model).
+
+    Its calls then report a cost, and a team's ``max_cost`` budget applies to them.
+    """
+    litellm_module().register_model({model: {
+        "input_cost_per_token": input_per_token, "output_cost_per_token": output_per_token,
+        "litellm_provider": model.split("/", 1)[0], "mode": "chat"}})
 
 
 def record_provider_error(call_id: int | None, error: BaseException) -> None:
@@ -252,17 +265,17 @@ async def _one_call(
     lm = litellm_module()
     call_id = next(_call_ids)
     try:
-        return await asyncio.wait_for(
-            lm.acompletion(
+        # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives as
+        # the call completes, and a cancelled (Ctrl-C'd) run would then carry on.
+        async with asyncio.timeout(policy.timeout_s):
+            return await lm.acompletion(
                 model=model,
                 messages=list(messages),
                 metadata={**metadata, "concilium_call_id": call_id},
                 timeout=policy.timeout_s,
                 num_retries=0,
                 **params,
-            ),
-            timeout=policy.timeout_s,
-        )
+            )
     except BaseException as error:
         original = _provider_errors.pop(call_id, None)
         if original is not None and original is not error:

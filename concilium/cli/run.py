@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,34 +30,57 @@ def run_command(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")] = False,
     seed: Annotated[int, typer.Option(help="Base sampling seed.")] = 0,
+    run_id: Annotated[
+        str | None, typer.Option("--run-id", help="Id for the run (default: a new one).")
+    ] = None,
 ) -> None:
     """Run TASK with the team in TEAM and print the answer, calls, tokens, cost and time."""
     import asyncio
 
+    from concilium.agents.context import new_run_id
     from concilium.errors import ConfigError
-    from concilium.team import RunFailed, load_team
+    from concilium.team import load_team
 
     if task == "-":
         task = sys.stdin.read()
     if not task.strip():
         raise ConfigError("the task is empty")
     loaded = load_team(team, model=model)
+    run_id = run_id or new_run_id()
     if not quiet and not json_out:
-        err.print(f"[bold]{loaded.name}[/bold] ({loaded.spec.strategy.name})", markup=True)
-    on_step = None if quiet or json_out else _print_step
-    try:
-        result = asyncio.run(loaded.arun(task, reference=reference, seed=seed, on_step=on_step))
-    except RunFailed as failure:
-        if json_out:
-            out.print_json(failure.result.model_dump_json())
-        raise
+        err.print(f"[bold]{loaded.name}[/bold] ({loaded.spec.strategy.name}) run {run_id}",
+                  markup=True)
+    on_step = None if quiet or json_out else print_step
+    with outcome(run_id, json_out):
+        run = loaded.arun(task, reference=reference, seed=seed, on_step=on_step, run_id=run_id)
+        finish(asyncio.run(run), json_out)
+
+
+def finish(result: Any, json_out: bool) -> None:
+    """Print a finished run: the answer and its cost, or the whole result as JSON."""
     if json_out:
         out.print_json(result.model_dump_json())
         return
     _print_result(result)
 
 
-def _print_step(step: Any) -> None:
+@contextlib.contextmanager
+def outcome(run_id: str, json_out: bool) -> Iterator[None]:
+    """A failed run still prints its result with ``--json``; Ctrl-C says how to resume."""
+    from concilium.team import RunFailed
+
+    try:
+        yield
+    except RunFailed as failure:
+        if json_out:
+            out.print_json(failure.result.model_dump_json())
+        raise
+    except KeyboardInterrupt:
+        err.print(f"interrupted; finish it with: concilium runs resume {run_id}")
+        raise typer.Exit(130) from None
+
+
+def print_step(step: Any) -> None:
     answer = step.get("answer")
     tokens = (
         f"{step.get('prompt_tokens', 0)}→{step.get('completion_tokens', 0)} tok"

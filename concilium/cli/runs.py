@@ -167,6 +167,55 @@ def follow_command(
             typer.echo(json.dumps(event, default=str))
 
 
+@app.command("resume")
+@cli_errors
+def resume_command(
+    run_id: RunArg,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Finish it on this litellm model.")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON result.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")] = False,
+    max_llm_calls: Annotated[
+        int | None, typer.Option(min=1, help="New call budget (to go on after a budget stop).")
+    ] = None,
+    max_tokens: Annotated[int | None, typer.Option(min=1, help="New token budget.")] = None,
+    max_cost: Annotated[float | None, typer.Option(min=0, help="New cost budget ($).")] = None,
+    timeout: Annotated[float | None, typer.Option(min=0, help="New wall-clock limit (s).")] = None,
+) -> None:
+    """Finish a run that was killed or stopped, from its last checkpoint.
+
+    No model call that had completed is made again. Budgets count the whole run, the
+    part before the stop included; raise them with the options to go on after one.
+    """
+    import asyncio
+
+    from concilium.cli.run import finish, outcome, print_step
+    from concilium.memory.ledger import AmbiguousRunId, find_run
+    from concilium.memory.store import Memory
+    from concilium.team import resume_run
+
+    try:  # a unique prefix is enough, as for `runs show`
+        known = find_run(Memory.open(redis_url=False).db, run_id)
+    except AmbiguousRunId as error:
+        err.print(str(error))
+        raise typer.Exit(code=2) from None
+    run_id = known.id if known is not None else run_id
+    if known is not None and known.status != "running" and not quiet and not json_out:
+        err.print(f"run {run_id} ended {known.status}"
+                  + (f" ({known.stop_reason})" if known.stop_reason else "")
+                  + "; resuming from its last checkpoint")
+    if not quiet and not json_out:
+        err.print(f"resuming run {run_id}")
+    with outcome(run_id, json_out):
+        limits = {key: value for key, value in (
+            ("max_llm_calls", max_llm_calls), ("max_tokens", max_tokens),
+            ("max_cost", max_cost), ("timeout_s", timeout)) if value is not None}
+        finish(asyncio.run(resume_run(run_id, model=model, limits=limits,
+                                      on_step=None if quiet or json_out else print_step)),
+               json_out)
+
+
 def _per_role(steps: list[Any]) -> dict[str, dict[str, Any]]:
     roles: dict[str, dict[str, Any]] = {}
     for step in steps:

@@ -238,7 +238,8 @@ class Evaluation:
 
         steps: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {"reference": item.reference, "seed": self.options.seed,
-                                  "on_step": steps.append, "memory": self._memory}
+                                  "on_step": steps.append, "memory": self._memory,
+                                  "durable": False}  # an evaluation resumes by item
         result: Any = None
         status, error = "ok", None
         start = time.perf_counter()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -157,6 +158,15 @@ class RunMemory:
             await asyncio.to_thread(self.memory.record_use, ids, result.correct)
         return result
 
+    def restore(self, steps: Sequence[Step]) -> None:
+        """A resumed run: write its checkpointed steps the ledger may have missed at the crash.
+
+        Steps have stable ids and the ledger stores each id once, so re-sending is safe.
+        """
+        if self.recorder is not None:
+            for step in steps:
+                self.recorder.step(step)
+
     def crashed(self, error: BaseException) -> None:
         """The run raised something unexpected: mark its ledger row failed and flush."""
         if self.recorder is not None:
@@ -277,6 +287,7 @@ async def open_run_memory(
     lessons: list[str] | None,
     memory: Memory | bool | None,
     record: bool | None,
+    resume: bool = False,
 ) -> RunMemory | None:
     """Open memory for a run: recall lessons (unless given), start its ledger row.
 
@@ -284,6 +295,8 @@ async def open_run_memory(
         memory: a :class:`Memory`; ``None``/``True`` for the default from settings;
             ``False`` for none at all (no ledger, recall or lessons).
         record: write the run to the ledger; ``None`` follows ``CONCILIUM_RECORD``.
+        resume: the run is being resumed: no recall (its lessons are in its
+            checkpoint), and its existing ledger row is reopened.
     """
     if memory is False:
         return None
@@ -291,7 +304,7 @@ async def open_run_memory(
 
     if record is None:
         record = get_settings().record
-    wants_recall = lessons is None and spec.memory.recall_k > 0
+    wants_recall = lessons is None and spec.memory.recall_k > 0 and not resume
     if not (record or wants_recall or remember_policy(spec) != "never"):
         return None
     if memory is None or memory is True:
@@ -306,7 +319,9 @@ async def open_run_memory(
             memory.recall, task, namespace=namespace, k=spec.memory.recall_k,
             verified_only=spec.memory.verified_only,
         )
-    if record:  # (the ledger writer redacts secrets, off the event loop)
+    if record and resume:  # the run's row exists (unless it died before it was written)
+        run.recorder = await asyncio.to_thread(memory.ledger.reopen, ctx.run_id)
+    if record and run.recorder is None:  # (the ledger writer redacts secrets, off the event loop)
         run.recorder = memory.ledger.start(
             run_id=ctx.run_id, team=spec.name, team_hash=_content_hash(spec),
             strategy=spec.strategy.name, task=task, reference=ctx.reference,

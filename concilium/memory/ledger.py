@@ -77,6 +77,25 @@ class Ledger:
         return recorder
 
 
+    def reopen(self, run_id: str) -> RunRecorder | None:
+        """A recorder for a resumed run whose row exists (status back to ``running``).
+
+        Blocking (one query); ``None`` when the run has no row yet (it died before the
+        writer wrote it), and the caller starts a new one.
+        """
+        with self.db.engine.connect() as conn:
+            seq = conn.exec_driver_sql(
+                driver_sql("SELECT (SELECT max(seq) FROM steps WHERE run_id = :id), "
+                           "(SELECT count(*) FROM runs WHERE id = :id)", self.db.dialect),
+                {"id": run_id}).one()
+        if not seq[1]:
+            return None
+        recorder = RunRecorder(self, run_id)
+        recorder._seq = int(seq[0] or 0)
+        recorder._submit("run_resume", {"status": "running"})
+        return recorder
+
+
 class RunRecorder:
     """The ledger's handle on one run: ``step()`` as steps happen, ``finish()`` at the end."""
 
@@ -254,7 +273,13 @@ _SQL = {
                + " WHERE id = :id",
     "fail": "UPDATE runs SET status = :status, ended_at = :ended_at, error = :error "
             "WHERE id = :id",
+    "run_resume": "UPDATE runs SET status = :status, ended_at = NULL, error = NULL, "
+                  "stop_reason = NULL WHERE id = :id",
 }
+# A step has a stable id (a resumed run re-sends the steps of the tasks it re-runs):
+# the ledger keeps the first copy.
+_STEP_ONCE = {"sqlite": _SQL["step"].replace("INSERT INTO", "INSERT OR IGNORE INTO", 1),
+              "postgresql": _SQL["step"] + " ON CONFLICT (uid) DO NOTHING"}
 
 
 def _apply(db: Database, ops: list[_Op]) -> None:
@@ -264,8 +289,8 @@ def _apply(db: Database, ops: list[_Op]) -> None:
     foreign key whatever order its runs interleave in.
     """
     dialect = db.dialect
-    rows: dict[str, list[dict[str, Any]]] = {"run_start": [], "step": [], "run_end": [],
-                                             "fail": []}
+    rows: dict[str, list[dict[str, Any]]] = {"run_start": [], "run_resume": [], "step": [],
+                                             "run_end": [], "fail": []}
     uses: list[_Op] = []
     for op in ops:
         if op.kind == "run_start":
@@ -273,6 +298,8 @@ def _apply(db: Database, ops: list[_Op]) -> None:
         elif op.kind == "step":
             rows["step"].append(_values(_step_row(op.run_id, op.data["seq"], op.data["step"]),
                                         dialect))
+        elif op.kind == "run_resume":
+            rows["run_resume"].append({**op.data, "id": op.run_id})
         elif op.kind == "run_end":
             kind = "run_end" if "stop_reason" in op.data else "fail"
             rows[kind].append(_values({**op.data, "id": op.run_id}, dialect))
@@ -281,7 +308,8 @@ def _apply(db: Database, ops: list[_Op]) -> None:
     with db.write_engine.begin() as conn:
         for kind, params in rows.items():
             if params:
-                conn.exec_driver_sql(driver_sql(_SQL[kind], dialect), params)
+                sql = _STEP_ONCE.get(dialect, _SQL[kind]) if kind == "step" else _SQL[kind]
+                conn.exec_driver_sql(driver_sql(sql, dialect), params)
         for op in uses:
             _record_use(conn, op.data["ids"], op.data["correct"])
 

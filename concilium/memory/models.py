@@ -31,6 +31,7 @@ __all__ = [
     "CHECKED_BY",
     "Base",
     "Behavior",
+    "CallRow",
     "Reflection",
     "RunRow",
     "StepRow",
@@ -126,6 +127,17 @@ class StepRow(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     run: Mapped[RunRow] = relationship(back_populates="steps")
+
+
+class CallRow(Base):
+    """A completed model call of a durable run, so a resumed run never pays for it twice."""
+
+    __tablename__ = "calls"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    result: Mapped[dict[str, Any]] = mapped_column()
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 behavior_sources = Table(

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import threading
 import time
@@ -82,8 +83,11 @@ class Script:
     replies: Mapping[str, Sequence[Reply]] = field(default_factory=dict)
     rules: Sequence[Rule] = ()
     default: Reply | None = None
-    latency_s: float = 0.0
+    latency_s: float | Callable[[ScriptCall], float] = 0.0
+    """Seconds each call takes (or a function of the call, for calls of uneven length)."""
     name: str = "script"
+    log: Path | None = None
+    """Append one JSON line per answered call here: counts calls across processes."""
 
     def __post_init__(self) -> None:
         self._queues: dict[str, deque[Reply]] = {k: deque(v) for k, v in self.replies.items()}
@@ -94,11 +98,21 @@ class Script:
         """How many calls were made (to one role or node, if given)."""
         return sum(1 for c in self.calls if role is None or role in (c.role, c.node))
 
+    def delay(self, role: str, node: str, messages: list[dict[str, str]], params: dict) -> float:
+        """How long this call takes before it is answered."""
+        if callable(self.latency_s):
+            return float(self.latency_s(ScriptCall(role, node, messages, params, -1)))
+        return self.latency_s
+
     def answer(self, role: str, node: str, messages: list[dict[str, str]], params: dict) -> str:
         with self._lock:
             call = ScriptCall(role, node, messages, params, len(self.calls))
             self.calls.append(call)
             reply = self._pick(call)
+            if self.log is not None:
+                with self.log.open("a", encoding="utf-8") as log:
+                    log.write(json.dumps({"role": role, "node": node, "index": call.index,
+                                          "prompt": call.prompt[-200:]}) + "\n")
         return reply(call) if callable(reply) else reply
 
     def _pick(self, call: ScriptCall) -> Reply:
@@ -118,7 +132,10 @@ class Script:
 
     @classmethod
     def from_yaml(cls, path: Path) -> Script:
-        """Load ``{latency_s, replies: {role: [..]}, rules: [{role, match, reply}], default}``."""
+        """Load ``{latency_s, log, replies: {role: [..]}, rules: [{role, match, reply}], default}``.
+
+        A relative ``log`` path is relative to the script file.
+        """
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a script must be a mapping, not {type(data).__name__}")
@@ -130,6 +147,7 @@ class Script:
             default=data.get("default"),
             latency_s=float(data.get("latency_s", 0.0)),
             name=path.stem,
+            log=path.parent / str(data["log"]) if data.get("log") else None,
         )
 
 
@@ -183,8 +201,9 @@ class ScriptedProvider(CustomLLM):
         meta = call_metadata(litellm_params)
         try:
             script = get(model)
-            if script.latency_s:
-                await asyncio.sleep(script.latency_s)
+            delay = _delay(script, messages, optional_params, meta)
+            if delay:
+                await asyncio.sleep(delay)
             text = _answer(script, messages, optional_params, meta)
         except Exception as error:
             record_provider_error(meta.get("concilium_call_id"), error)
@@ -198,13 +217,19 @@ class ScriptedProvider(CustomLLM):
         meta = call_metadata(litellm_params)
         try:
             script = get(model)
-            if script.latency_s:
-                time.sleep(script.latency_s)
+            delay = _delay(script, messages, optional_params, meta)
+            if delay:
+                time.sleep(delay)
             text = _answer(script, messages, optional_params, meta)
         except Exception as error:
             record_provider_error(meta.get("concilium_call_id"), error)
             raise
         return _fill(model_response, model, messages, text)
+
+
+def _delay(script: Script, messages: list, optional_params: dict, meta: dict[str, Any]) -> float:
+    role = str(meta.get("role", "user"))
+    return script.delay(role, str(meta.get("node", role)), messages, dict(optional_params))
 
 
 def _answer(script: Script, messages: list, optional_params: dict, meta: dict[str, Any]) -> str:

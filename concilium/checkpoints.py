@@ -1,0 +1,86 @@
+"""Where durable runs keep their LangGraph checkpoints: the saver for the database in use.
+
+SQLite (``langgraph-checkpoint-sqlite``) in ``checkpoints.db`` beside the ledger's
+SQLite file, in the same ``.concilium/`` directory; PostgreSQL
+(``langgraph-checkpoint-postgres``) in the ledger's own database when
+``CONCILIUM_DATABASE_URL`` is a PostgreSQL URL; an in-memory saver for an
+in-memory ledger. Every run's thread id is its run id, so ``concilium runs resume
+RUN`` finds the run's last checkpoint with nothing else to remember.
+
+A saver is opened per run (an ``async with``): aiosqlite and psycopg connections
+belong to one event loop, and a run is the unit a service embeds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from concilium.errors import MissingDependencyError
+
+__all__ = ["checkpoint_path", "open_checkpointer", "thread_config"]
+
+_ready: set[str] = set()
+"""Databases whose checkpoint tables this process has created already."""
+
+
+def thread_config(run_id: str) -> dict[str, Any]:
+    """The LangGraph config that names a run's thread."""
+    return {"configurable": {"thread_id": run_id}}
+
+
+def checkpoint_path(url: str) -> Path | None:
+    """The SQLite checkpoint file for a ledger URL (``None``: not a SQLite file)."""
+    from sqlalchemy import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(str(parsed.database)).with_name("checkpoints.db")
+
+
+@contextlib.asynccontextmanager
+async def open_checkpointer(url: str | None = None) -> AsyncIterator[Any]:
+    """An async LangGraph saver for ledger database ``url`` (default: from settings).
+
+    Raises:
+        MissingDependencyError: PostgreSQL without ``concilium[postgres]`` installed.
+    """
+    from sqlalchemy import make_url
+
+    if url is None:
+        from concilium.settings import get_settings
+
+        url = get_settings().sqlalchemy_url()
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        try:
+            from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+        except ImportError:
+            raise MissingDependencyError(
+                "checkpoints in PostgreSQL need langgraph-checkpoint-postgres; "
+                "install it with: pip install 'concilium[postgres]'") from None
+        dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+        async with AsyncPostgresSaver.from_conn_string(dsn) as saver:
+            if url not in _ready:
+                await saver.setup()
+                _ready.add(url)
+            yield saver
+        return
+    path = checkpoint_path(url)
+    if path is None:
+        from langgraph.checkpoint.memory import InMemorySaver
+
+        yield _memory_savers.setdefault(url, InMemorySaver())
+        return
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
+        await saver.setup()  # cheap after the first time (CREATE TABLE IF NOT EXISTS)
+        yield saver
+
+
+_memory_savers: dict[str, Any] = {}

@@ -1,0 +1,71 @@
+"""The call journal: a durable run's completed model calls, so a resume never repeats one.
+
+LangGraph's checkpointer saves a run between supersteps; a node that was running
+when the process died runs again on resume. Every model call it had finished is
+in this journal (written before its reply was used), keyed by :func:`call_key`,
+and is answered from here instead of the model: the resumed run pays nothing
+twice and sees exactly the replies the first attempt saw.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from concilium.memory.db import driver_sql
+
+if TYPE_CHECKING:
+    from concilium.memory.db import Database
+
+__all__ = ["CallJournal", "call_key"]
+
+
+def call_key(*parts: Any, messages: Sequence[dict[str, Any]] = ()) -> str:
+    """A stable key for one call: the same task asking the same thing gets the same key."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(str(part).encode("utf-8"))
+        digest.update(b"\x1f")
+    digest.update(json.dumps(list(messages), sort_keys=True, ensure_ascii=False).encode("utf-8"))
+    return digest.hexdigest()[:40]
+
+
+class CallJournal:
+    """The completed calls of one run: loaded once at resume, appended to as calls finish."""
+
+    def __init__(self, db: Database, run_id: str) -> None:
+        self.db = db
+        self.run_id = run_id
+        self.known: dict[str, dict[str, Any]] = {}
+
+    def load(self) -> int:
+        """Read the run's journal (a resume); returns how many calls it holds."""
+        sql = driver_sql("SELECT key, result FROM calls WHERE run_id = :run_id", self.db.dialect)
+        with self.db.engine.connect() as conn:
+            rows = conn.exec_driver_sql(sql, {"run_id": self.run_id}).fetchall()
+        for key, result in rows:
+            self.known[key] = json.loads(result) if isinstance(result, str) else dict(result)
+        return len(rows)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.known.get(key)
+
+    def put(self, key: str, result: dict[str, Any]) -> None:
+        """Commit one call's result (blocking; the caller runs it off the event loop)."""
+        from concilium.memory.models import utcnow
+
+        self.known[key] = result
+        at = utcnow()
+        row = {"run_id": self.run_id, "key": key, "at": at,
+               "result": json.dumps(result, ensure_ascii=False, default=str)}
+        if self.db.dialect == "sqlite":
+            sql = ("INSERT OR IGNORE INTO calls (run_id, key, result, at) "
+                   "VALUES (:run_id, :key, :result, :at)")
+            row["at"] = at.strftime("%Y-%m-%d %H:%M:%S.%f")  # as SQLAlchemy reads it back
+        else:
+            sql = driver_sql("INSERT INTO calls (run_id, key, result, at) VALUES "
+                             "(:run_id, :key, :result, :at) ON CONFLICT DO NOTHING", "postgresql")
+        with self.db.write_engine.begin() as conn:
+            conn.exec_driver_sql(sql, row)

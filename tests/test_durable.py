@@ -1,0 +1,303 @@
+"""Durable runs: LangGraph checkpoints, the call journal, and resuming a run that died.
+
+The first tests crash a run inside this process (its task is cancelled, as Ctrl-C
+would); the last one kills a real ``concilium run`` process with SIGKILL. In every
+case the resumed run must end exactly like an uninterrupted one, with every model
+call made once and every step in the ledger once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from memory_fixtures import db_url, memory  # noqa: F401
+from sqlalchemy import text
+
+from concilium import load_team
+from concilium.agents.providers import scripted
+from concilium.memory.db import open_database
+from concilium.memory.ledger import flush
+from concilium.team import RunNotResumable, Team, resume_run
+
+TASK = "What is 17 * 24 + 3?"
+WRONG = "17 * 24 = 400. 400 + 3 = 403.\nAnswer: 403"
+
+
+def gvr_llm(rounds: int = 6) -> dict[str, Any]:
+    return {"name": "long-gvr", "strategy": "gvr",
+            "limits": {"max_rounds": rounds, "max_llm_calls": 40},
+            "roles": {"generator": {}, "verifier": {"check": "llm"}, "refiner": {}}}
+
+
+def stubborn(latency_s: float = 0.02) -> scripted.Script:
+    """A model whose verifier never accepts: a long, sequential run."""
+    return scripted.Script(rules=[scripted.Rule("VERDICT: incorrect, check 17 * 24",
+                                                role="verifier")],
+                           default=WRONG, latency_s=latency_s)
+
+
+def sc(samples: int = 6) -> dict[str, Any]:
+    return {"name": "long-sc", "strategy": {"name": "self_consistency", "samples": samples,
+                                            "adaptive": True, "batch": 2},
+            "roles": {"generator": {"temperature": 0.7}}}
+
+
+async def crash_after(team: Team, script: scripted.Script, calls: int, run_id: str,
+                      settle_s: float = 0.0) -> int:
+    """Start a run, cancel it once ``calls`` model calls have completed; calls made.
+
+    ``settle_s`` lets the last completed call's reply reach the run before the cancel.
+    """
+    running = asyncio.create_task(team.arun(TASK, run_id=run_id, reference="411"))
+    while script.count() < calls and not running.done():
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(settle_s)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    return script.count()
+
+
+def ledger_steps(run_id: str) -> list[dict[str, Any]]:
+    flush()
+    db = open_database()
+    with db.engine.connect() as conn:
+        rows = conn.execute(text("SELECT uid, seq, node, round, role, output FROM steps "
+                                 "WHERE run_id = :r ORDER BY seq"), {"r": run_id})
+        return [dict(row._mapping) for row in rows]
+
+
+async def test_a_crashed_run_resumes_without_repeating_a_call() -> None:
+    team = load_team(gvr_llm(), model="scripted/dur1")
+    with scripted.use("dur1", stubborn()) as whole:
+        reference = await team.arun(TASK, reference="411")
+    with scripted.use("dur1", stubborn()) as first:
+        made = await crash_after(team, first, 5, "crash-1", settle_s=0.01)
+    assert 5 <= made < whole.count()
+    with scripted.use("dur1", stubborn()) as second:
+        result = await team.aresume("crash-1")
+    # Every call the uninterrupted run made was made exactly once over the two processes.
+    assert made + second.count() == whole.count() == result.usage.llm_calls
+    assert result.status == "ok" and result.answer == reference.answer == "403"
+    assert result.stop_reason == reference.stop_reason == "round limit (6) reached"
+    assert [s["role"] for s in result.steps] == [s["role"] for s in reference.steps]
+    assert result.usage.total_tokens == reference.usage.total_tokens
+    steps = ledger_steps("crash-1")
+    assert len(steps) == len(result.steps) == len({s["uid"] for s in steps})
+    assert [s["role"] for s in steps] == [s["role"] for s in reference.steps]
+
+
+async def test_checkpoints_live_in_the_ledgers_database(memory: Any) -> None:  # noqa: F811
+    """SQLite: ``checkpoints.db`` beside the ledger; PostgreSQL: the ledger's own database."""
+    team = load_team(gvr_llm(3), model="scripted/dur7")
+    with scripted.use("dur7", stubborn()) as whole:
+        reference = await team.arun(TASK, memory=memory, durable=True)
+    with scripted.use("dur7", stubborn()) as first:
+        running = asyncio.create_task(team.arun(TASK, run_id="db-1", memory=memory))
+        while first.count() < 3:
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.01)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+    with scripted.use("dur7", stubborn()) as second:
+        result = await resume_run("db-1", memory=memory)
+    assert first.count() + second.count() == whole.count() == result.usage.llm_calls
+    assert result.answer == reference.answer and result.status == "ok"
+    flush()
+    with memory.db.engine.connect() as conn:
+        if memory.db.dialect == "postgresql":
+            threads = conn.execute(text("SELECT count(DISTINCT thread_id) FROM checkpoints "
+                                        "WHERE thread_id = 'db-1'")).scalar()
+            assert threads == 1
+        else:
+            assert (memory.db.sqlite_path.parent / "checkpoints.db").is_file()
+        status = conn.execute(text("SELECT status FROM runs WHERE id = 'db-1'")).scalar()
+    assert status == "ok"
+
+
+async def test_the_interrupted_task_is_answered_from_the_journal() -> None:
+    """A node making several calls dies after some: those are replayed, not re-asked."""
+    team = load_team(sc(samples=6), model="scripted/dur2")
+    answers = [f"Answer: {n}" for n in (411, 403, 400, 411, 399, 411)]
+
+    def reply(call: scripted.ScriptCall) -> str:
+        return answers[int(call.params.get("seed", 0)) % len(answers)]
+
+    with scripted.use("dur2", scripted.Script(default=reply, latency_s=0.01)) as whole:
+        reference = await team.arun(TASK, reference="411")
+    # Sample 2 answers at once, sample 3 is slow: the run dies between the two, in the
+    # middle of the second batch (one LangGraph superstep).
+    slow = scripted.Script(default=reply,
+                           latency_s=lambda call: 0.5 if call.params.get("seed") == 3 else 0.01)
+    with scripted.use("dur2", slow):
+        made = await crash_after(team, slow, 3, "crash-2", settle_s=0.1)
+    assert made == 3
+    with scripted.use("dur2", scripted.Script(default=reply)) as second:
+        result = await team.aresume("crash-2")
+    assert made + second.count() == whole.count()
+    assert result.answer == reference.answer == "411"
+    assert result.report.get("votes") == reference.report.get("votes")
+    replayed = [s for s in result.steps if s.get("replayed")]
+    assert all(s["kind"] == "llm" for s in replayed)
+    assert len({s["id"] for s in result.steps}) == len(result.steps)
+    assert len(ledger_steps("crash-2")) == len(result.steps)
+
+
+async def test_resume_rebuilds_the_team_from_its_checkpoint(tmp_path: Path) -> None:
+    """``resume_run`` needs only the run id: the team and task come from the checkpoint."""
+    path = tmp_path / "team.yaml"
+    path.write_text("name: from-file\nstrategy: gvr\nlimits: {max_rounds: 3}\n"
+                    "roles: {generator: {}, verifier: {check: llm}, refiner: {}}\n")
+    team = load_team(path, model="scripted/dur3")
+    with scripted.use("dur3", stubborn()) as first:
+        await crash_after(team, first, 3, "crash-3")
+    path.write_text("this file changed after the run started: not: [valid")
+    with scripted.use("dur3", stubborn()):
+        result = await resume_run("crash-3")
+    assert result.team == "from-file" and result.status == "ok"
+    assert result.stop_reason == "round limit (3) reached" and result.reference == "411"
+    assert result.task == TASK
+
+
+async def test_a_run_without_a_checkpoint_is_not_resumable() -> None:
+    with pytest.raises(RunNotResumable, match="no checkpoint of run 'nope'"):
+        await resume_run("nope")
+    team = load_team(gvr_llm(2), model="scripted/dur4")
+    with scripted.use("dur4", stubborn()):
+        await team.arun(TASK, run_id="not-durable", durable=False)
+    with pytest.raises(RunNotResumable):
+        await resume_run("not-durable")
+
+
+async def test_a_users_own_saver_and_thread_id() -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    saver = InMemorySaver()
+    team = load_team(gvr_llm(2), model="scripted/dur5")
+    with scripted.use("dur5", stubborn()):
+        result = await team.arun(TASK, run_id="mine", checkpointer=saver)
+    snapshot = await team.compile(checkpointer=saver).aget_state(
+        {"configurable": {"thread_id": "mine"}})
+    assert snapshot.values["answer"]["value"] == result.answer == "403"
+    assert len(snapshot.values["steps"]) == len(result.steps)
+
+
+BUDGETS = {
+    "calls": ({"max_llm_calls": 3}, "budget: max_llm_calls (3) reached", {"max_llm_calls": 40}),
+    "tokens": ({"max_tokens": 150}, "budget: token budget (150) spent", {"max_tokens": 10_000}),
+    "cost": ({"max_cost": 0.5}, "budget: cost budget ($0.5) spent", {"max_cost": 100.0}),
+    "wall time": ({"timeout_s": 0.35}, "timeout (0.35 s)", {"timeout_s": 60.0}),
+}
+
+
+@pytest.mark.parametrize("kind", list(BUDGETS))
+async def test_a_budget_stops_cleanly_and_the_run_can_go_on(kind: str) -> None:
+    """Calls, tokens, cost or wall time run out: the run stops with its partial result and
+    the reason; the ledger holds only whole steps, every paid call is journaled once, and
+    ``resume_run`` with a bigger budget finishes it without repeating a call."""
+    from concilium.agents.llm import register_price
+
+    register_price("scripted/dur6", input_per_token=0.001, output_per_token=0.002)
+    limits, reason, more_budget = BUDGETS[kind]
+    team = load_team({**gvr_llm(4), "limits": {"max_rounds": 4, **limits}},
+                     model="scripted/dur6")
+    with scripted.use("dur6", stubborn(latency_s=0.1)) as script:
+        stopped = await team.arun(TASK, run_id="budget-1")
+    assert stopped.status == "stopped" and stopped.stop_reason == reason
+    assert 1 <= script.count() == stopped.usage.llm_calls < 10
+    assert stopped.answer == "403"  # the partial result: the last answer it had
+    steps = ledger_steps("budget-1")
+    assert len(steps) == len(stopped.steps) == script.count()
+    assert all(s["output"] for s in steps)  # no step without its reply: nothing half-written
+    db = open_database()
+    with db.engine.connect() as conn:
+        row = conn.execute(text("SELECT status, stop_reason, llm_calls FROM runs "
+                                "WHERE id = 'budget-1'")).one()
+        journal = conn.execute(text("SELECT count(*) FROM calls WHERE run_id = 'budget-1'"))
+        assert journal.scalar() == script.count()  # every paid call journaled, nothing more
+    assert tuple(row) == ("stopped", reason, script.count())
+    if kind != "wall time":  # the same budget stops it again at once, calling nothing
+        with scripted.use("dur6", stubborn()) as more:
+            again = await resume_run("budget-1")
+        assert again.status == "stopped" and more.count() == 0
+    with scripted.use("dur6", stubborn()) as more:
+        done = await resume_run("budget-1", limits=more_budget)
+    # 1 generator + 4 x (verifier, refiner) + the last verifier, each call made once.
+    assert done.status == "ok" and script.count() + more.count() == 10 == done.usage.llm_calls
+    assert done.stop_reason == "round limit (4) reached"
+    assert len(ledger_steps("budget-1")) == 10
+    with pytest.raises(RunNotResumable, match="already finished"):
+        await resume_run("budget-1")
+
+
+SCRIPT = """\
+latency_s: 0.25
+log: calls.jsonl
+rules:
+  - role: verifier
+    reply: "VERDICT: incorrect, check 17 * 24"
+default: "17 * 24 = 400. 400 + 3 = 403.\\nAnswer: 403"
+"""
+
+
+def concilium(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    code = "import sys; from concilium.cli.app import main; sys.argv[0] = 'concilium'; main()"
+    return subprocess.Popen([sys.executable, "-c", code, *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def calls(log: Path) -> int:
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def test_sigkill_mid_run_then_resume(tmp_path: Path) -> None:
+    """Kill -9 a real ``concilium run`` mid-way; ``concilium runs resume`` finishes it."""
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "slow.yaml").write_text(SCRIPT)
+    team = tmp_path / "team.yaml"
+    team.write_text(json.dumps({**gvr_llm(6), "model": "scripted/slow"}))
+    env = {**os.environ, "CONCILIUM_HOME": str(tmp_path / "home"),
+           "CONCILIUM_SCRIPTS_DIR": str(scripts), "CONCILIUM_REDIS_URL": ""}
+    env.pop("CONCILIUM_DATABASE_URL", None)
+    log = scripts / "calls.jsonl"
+
+    first = concilium("run", str(team), TASK, "--run-id", "killme", "-q", env=env)
+    deadline = time.monotonic() + 60
+    while calls(log) < 6 and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.1)  # inside the next call's 250 ms: it has not completed
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    assert first.returncode == -signal.SIGKILL
+    made = calls(log)
+    assert 6 <= made < 13
+
+    second = concilium("runs", "resume", "killme", "--json", env=env)
+    out, err = second.communicate(timeout=120)
+    assert second.returncode == 0, err
+    result = json.loads(out)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    # 1 generator + 6 x (verifier, refiner) + the last verifier: 14 calls, each made once.
+    assert len(lines) == 14 == result["usage"]["llm_calls"] == len(result["steps"])
+    assert result["status"] == "ok" and result["answer"] == "403"
+    assert result["stop_reason"] == "round limit (6) reached"
+    assert [s["role"] for s in result["steps"]] == (
+        ["generator"] + ["verifier", "refiner"] * 6 + ["verifier"])
+
+    shown = concilium("runs", "show", "killme", "--json", env=env)
+    ledger = json.loads(shown.communicate(timeout=60)[0])
+    assert ledger["status"] == "ok" and ledger["llm_calls"] == 14
+    uids = [s["uid"] for s in ledger["steps"]]
+    assert len(uids) == 14 == len(set(uids))
+    assert sorted(uids) == sorted(s["id"] for s in result["steps"])
