@@ -5,7 +5,8 @@ SQLite file, in the same ``.concilium/`` directory; PostgreSQL
 (``langgraph-checkpoint-postgres``) in the ledger's own database when
 ``CONCILIUM_DATABASE_URL`` is a PostgreSQL URL; an in-memory saver for an
 in-memory ledger. Every run's thread id is its run id, so ``concilium runs resume
-RUN`` finds the run's last checkpoint with nothing else to remember.
+RUN`` finds the run's last checkpoint with nothing else to remember. Secrets are
+masked in what the saver writes (:class:`RedactingSerializer`), as in the ledger.
 
 A saver is opened per run (an ``async with``): aiosqlite and psycopg connections
 belong to one event loop, and a run is the unit a service embeds.
@@ -67,20 +68,48 @@ async def open_checkpointer(url: str | None = None) -> AsyncIterator[Any]:
             if url not in _ready:
                 await saver.setup()
                 _ready.add(url)
-            yield saver
+            yield _redacting(saver)
         return
     path = checkpoint_path(url)
     if path is None:
         from langgraph.checkpoint.memory import InMemorySaver
 
-        yield _memory_savers.setdefault(url, InMemorySaver())
+        yield _redacting(_memory_savers.setdefault(url, InMemorySaver()))
         return
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     path.parent.mkdir(parents=True, exist_ok=True)
     async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
         await saver.setup()  # cheap after the first time (CREATE TABLE IF NOT EXISTS)
-        yield saver
+        yield _redacting(saver)
 
 
 _memory_savers: dict[str, Any] = {}
+
+
+class RedactingSerializer:
+    """The saver's serializer, masking secrets in everything it writes.
+
+    A checkpoint is storage like the ledger: whatever a model echoed (a key, a bearer
+    token) is masked on the way to disk, as it is in the ledger.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+        from concilium.secrets import redact_obj
+
+        return self.inner.dumps_typed(redact_obj(obj))  # type: ignore[no-any-return]
+
+    def loads_typed(self, data: tuple[str, bytes]) -> Any:
+        return self.inner.loads_typed(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _redacting(saver: Any) -> Any:
+    if not isinstance(saver.serde, RedactingSerializer):
+        saver.serde = RedactingSerializer(saver.serde)
+    return saver

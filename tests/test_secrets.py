@@ -64,3 +64,28 @@ def test_cli_json_output_has_no_keys(examples: Path) -> None:
                                        "--model", "scripted/echo", "--json"])
     assert out.exit_code == 0, out.output
     assert _leaks(out.output) == [] and json.loads(out.stdout)["answer"] == "4"
+
+
+async def test_no_file_on_disk_holds_a_key_ledger_journal_or_checkpoints(tmp_path: Path) -> None:
+    """A key in the task is masked before any model sees it; one a model echoes is masked
+    in the ledger, the call journal and the LangGraph checkpoints alike."""
+    from concilium.memory.ledger import flush
+    from concilium.settings import get_settings
+
+    team = load_team({"name": "s", "strategy": "gvr", "limits": {"max_rounds": 1},
+                      "roles": {"generator": {}, "verifier": {"check": "llm"}, "refiner": {}}},
+                     model="scripted/echo2")
+    script = scripted.Script(rules=[scripted.Rule("VERDICT: incorrect", role="verifier")],
+                             default=f"my key is {KEY}. Answer: 4")
+    with scripted.use("echo2", script):
+        result = await team.arun(f"Use the token {TOKEN} and tell me 2+2", durable=True)
+    assert result.status == "ok" and result.answer == "4"
+    assert not [c for c in script.calls if TOKEN in c.text]  # no model saw the task's key
+    assert "Use the token *** and tell me" in script.calls[0].text
+    flush()
+    home = get_settings().home
+    files = [p for p in home.rglob("*") if p.is_file()]
+    assert any(p.name == "checkpoints.db" for p in files)
+    for path in files:
+        data = path.read_bytes()
+        assert not [s for s in (KEY, TOKEN) if s.encode() in data], path

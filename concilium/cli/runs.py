@@ -138,6 +138,9 @@ def show_command(
         table.add_row(role, str(row["calls"]), str(row["cached"]), str(row["tools"]),
                       str(row["in"]), str(row["out"]), f"{row['cost']:.4f}", f"{row['ms']:.0f}")
     out.print(table)
+    if run.status != "ok":
+        err.print(f"not finished; to go on from its last checkpoint: concilium runs resume "
+                  f"{run.id}")
 
 
 @app.command("follow")

