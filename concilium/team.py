@@ -3,7 +3,10 @@
 ``Team.compile()`` gives an ordinary ``CompiledStateGraph`` for services that
 embed the graph themselves (invoke, stream, checkpointers, subgraphs; pass a
 :class:`RunContext` as ``context=``). ``Team.arun()`` is the convenience path the
-CLI uses: it adds budgets, a wall-clock limit and a summary of what it cost.
+CLI uses: it adds budgets, a wall-clock limit and a summary of what it cost, and
+makes the run durable: a LangGraph checkpoint after every step (thread id = run
+id) plus a journal of completed model calls, so ``Team.aresume()`` /
+:func:`resume_run` finish a killed run without paying for any call twice.
 """
 
 from __future__ import annotations
