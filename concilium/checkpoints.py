@@ -19,9 +19,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from concilium.errors import MissingDependencyError
+from concilium.errors import ConfigError, MissingDependencyError
 
-__all__ = ["checkpoint_path", "open_checkpointer", "thread_config"]
+__all__ = ["RunBusy", "checkpoint_path", "claim_run", "open_checkpointer", "thread_config"]
 
 _ready: set[str] = set()
 """Databases whose checkpoint tables this process has created already."""
@@ -113,3 +113,76 @@ def _redacting(saver: Any) -> Any:
     if not isinstance(saver.serde, RedactingSerializer):
         saver.serde = RedactingSerializer(saver.serde)
     return saver
+
+
+class RunBusy(ConfigError):
+    """Another process is running (or resuming) this run right now."""
+
+
+@contextlib.asynccontextmanager
+async def claim_run(run_id: str, saver: Any, url: str | None = None) -> AsyncIterator[None]:
+    """Hold run ``run_id`` for this process while it runs, so no other process resumes it.
+
+    The claim is a lock the operating system or the database server drops when its
+    holder dies (``flock`` on a file beside ``checkpoints.db``; a PostgreSQL session
+    advisory lock on the saver's own connection), so a killed run is free to resume at
+    once and a live one is never run twice. Other savers are not claimed.
+
+    Raises:
+        RunBusy: the run is held by another live process.
+    """
+    conn = getattr(saver, "conn", None)
+    if type(saver).__name__ == "AsyncPostgresSaver" and conn is not None:
+        async with _pg_claim(run_id, saver, conn):
+            yield
+        return
+    if url is None:
+        from concilium.settings import get_settings
+
+        url = get_settings().sqlalchemy_url()
+    path = checkpoint_path(url)
+    if path is None or type(saver).__name__ != "AsyncSqliteSaver":
+        yield
+        return
+    with _file_claim(run_id, path.parent / "runs"):
+        yield
+
+
+@contextlib.contextmanager
+def _file_claim(run_id: str, directory: Path) -> Any:
+    import fcntl
+    import hashlib
+
+    directory.mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha256(run_id.encode()).hexdigest()[:24] + ".lock"
+    with open(directory / name, "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunBusy(f"run {run_id!r} is running in another process; wait for it, or "
+                          "stop that process first") from None
+        try:
+            yield
+        finally:
+            (directory / name).unlink(missing_ok=True)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.asynccontextmanager
+async def _pg_claim(run_id: str, saver: Any, conn: Any) -> AsyncIterator[None]:
+    import hashlib
+
+    key = int.from_bytes(hashlib.sha256(f"concilium:run:{run_id}".encode()).digest()[:8],
+                         "big", signed=True)
+    async with saver.lock:
+        row = await (await conn.execute("SELECT pg_try_advisory_lock(%s) AS held",
+                                        (key,))).fetchone()
+    held = row["held"] if isinstance(row, dict) else row[0]
+    if not held:
+        raise RunBusy(f"run {run_id!r} is running in another process; wait for it, or "
+                      "stop that process first")
+    try:
+        yield
+    finally:
+        async with saver.lock:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))

@@ -266,11 +266,13 @@ class Team:
 
         async with contextlib.AsyncExitStack() as stack:
             saver = checkpointer
+            url = memory.db.url if memory not in (None, True, False) else None  # type: ignore[union-attr]
             if saver is None and durable and memory is not False:
-                from concilium.checkpoints import open_checkpointer
+                from concilium.checkpoints import claim_run, open_checkpointer
 
-                url = memory.db.url if memory not in (None, True) else None  # type: ignore[union-attr]
                 saver = await stack.enter_async_context(open_checkpointer(url))
+                # Ours: no second process may run (or resume) this run meanwhile.
+                await stack.enter_async_context(claim_run(run_id, saver, url))
             config: dict[str, Any] = {"recursion_limit": self.recursion_limit()}
             graph = self._graph(saver)
             if saver is not None:
@@ -460,10 +462,10 @@ async def resume_run(
     Raises:
         RunNotResumable: no checkpoint of ``run_id`` exists.
     """
-    from concilium.checkpoints import open_checkpointer, thread_config
+    from concilium.checkpoints import claim_run, open_checkpointer, thread_config
 
     url = memory.db.url if memory not in (None, True, False) else None  # type: ignore[union-attr]
-    async with open_checkpointer(url) as saver:
+    async with open_checkpointer(url) as saver, claim_run(run_id, saver, url):
         meta = _run_metadata(await saver.aget_tuple(thread_config(run_id)))
         if meta is None:
             raise RunNotResumable(f"no checkpoint of run {run_id!r}: only runs started with "

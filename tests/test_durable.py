@@ -125,6 +125,26 @@ async def test_checkpoints_live_in_the_ledgers_database(memory: Any) -> None:  #
     assert status == "ok"
 
 
+async def test_a_live_run_cannot_be_resumed_twice(memory: Any) -> None:  # noqa: F811
+    """While a run is alive (here, or in another process) a resume is refused; once it
+    died, the claim is gone with it and the resume goes ahead."""
+    from concilium.checkpoints import RunBusy
+
+    team = load_team(gvr_llm(2), model="scripted/dur8")
+    with scripted.use("dur8", stubborn(latency_s=0.1)) as first:
+        running = asyncio.create_task(team.arun(TASK, run_id="busy-1", memory=memory))
+        while first.count() < 2:
+            await asyncio.sleep(0.005)
+        with pytest.raises(RunBusy, match="'busy-1' is running in another process"):
+            await resume_run("busy-1", memory=memory)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+    with scripted.use("dur8", stubborn()):
+        result = await resume_run("busy-1", memory=memory)
+    assert result.status == "ok" and result.stop_reason == "round limit (2) reached"
+
+
 async def test_the_interrupted_task_is_answered_from_the_journal() -> None:
     """A node making several calls dies after some: those are replayed, not re-asked."""
     team = load_team(sc(samples=6), model="scripted/dur2")
@@ -264,9 +284,9 @@ def test_sigkill_mid_run_then_resume(tmp_path: Path) -> None:
     """Kill -9 a real ``concilium run`` mid-way; ``concilium runs resume`` finishes it."""
     scripts = tmp_path / "scripts"
     scripts.mkdir()
-    (scripts / "slow.yaml").write_text(SCRIPT)
+    (scripts / "slow.yaml").write_text(SCRIPT.replace("0.25", "0.5"))
     team = tmp_path / "team.yaml"
-    team.write_text(json.dumps({**gvr_llm(6), "model": "scripted/slow"}))
+    team.write_text(json.dumps({**gvr_llm(12), "model": "scripted/slow"}))
     env = {**os.environ, "CONCILIUM_HOME": str(tmp_path / "home"),
            "CONCILIUM_SCRIPTS_DIR": str(scripts), "CONCILIUM_REDIS_URL": ""}
     env.pop("CONCILIUM_DATABASE_URL", None)
@@ -276,30 +296,37 @@ def test_sigkill_mid_run_then_resume(tmp_path: Path) -> None:
     deadline = time.monotonic() + 60
     while calls(log) < 6 and time.monotonic() < deadline and first.poll() is None:
         time.sleep(0.02)
-    time.sleep(0.1)  # inside the next call's 250 ms: it has not completed
+    time.sleep(0.05)
+    busy = concilium("runs", "resume", "killme", env=env)  # it is alive: refused
+    _, busy_err = busy.communicate(timeout=60)
+    assert busy.returncode == 2 and "is running in another process" in busy_err
+    done = calls(log)
+    while calls(log) == done and first.poll() is None:
+        time.sleep(0.01)
+    time.sleep(0.2)  # inside the next call's 500 ms: it has not completed
     first.send_signal(signal.SIGKILL)
     first.wait(10)
     assert first.returncode == -signal.SIGKILL
     made = calls(log)
-    assert 6 <= made < 13
+    assert 6 <= made < 26
 
     second = concilium("runs", "resume", "killme", "--json", env=env)
     out, err = second.communicate(timeout=120)
     assert second.returncode == 0, err
     result = json.loads(out)
     lines = [json.loads(line) for line in log.read_text().splitlines()]
-    # 1 generator + 6 x (verifier, refiner) + the last verifier: 14 calls, each made once.
-    assert len(lines) == 14 == result["usage"]["llm_calls"] == len(result["steps"])
+    # 1 generator + 12 x (verifier, refiner) + the last verifier: 26 calls, each made once.
+    assert len(lines) == 26 == result["usage"]["llm_calls"] == len(result["steps"])
     assert result["status"] == "ok" and result["answer"] == "403"
-    assert result["stop_reason"] == "round limit (6) reached"
+    assert result["stop_reason"] == "round limit (12) reached"
     assert [s["role"] for s in result["steps"]] == (
-        ["generator"] + ["verifier", "refiner"] * 6 + ["verifier"])
+        ["generator"] + ["verifier", "refiner"] * 12 + ["verifier"])
 
     shown = concilium("runs", "show", "killme", "--json", env=env)
     ledger = json.loads(shown.communicate(timeout=60)[0])
-    assert ledger["status"] == "ok" and ledger["llm_calls"] == 14
+    assert ledger["status"] == "ok" and ledger["llm_calls"] == 26
     uids = [s["uid"] for s in ledger["steps"]]
-    assert len(uids) == 14 == len(set(uids))
+    assert len(uids) == 26 == len(set(uids))
     assert sorted(uids) == sorted(s["id"] for s in result["steps"])
 
 
