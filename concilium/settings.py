@@ -37,6 +37,10 @@ class Settings(BaseSettings):
         True, description="Checkpoint runs (and journal their model calls) so a killed run "
         "can be resumed with `concilium runs resume RUN`."
     )
+    keep_checkpoints: bool = Field(
+        False, description="Keep a run's checkpoints and call journal after it ends ok "
+        "(they are dropped by default: the ledger has every step)."
+    )
     cache_ttl_s: float = Field(
         7 * 24 * 3600.0, description="Lifetime of a cached model reply in Redis (0: forever)."
     )

@@ -237,6 +237,11 @@ class Team:
                                    record=None, durable=True, checkpointer=checkpointer,
                                    resume=True)
 
+    async def _resume_claimed(self, run_id: str, saver: Any, **kwargs: Any) -> RunResult:
+        """:meth:`aresume` with our own saver, opened and claimed by the caller."""
+        return await self._execute({}, run_id=run_id, record=None, durable=True,
+                                   checkpointer=saver, resume=True, own_saver=True, **kwargs)
+
     async def _execute(
         self,
         run: dict[str, Any],
@@ -248,6 +253,7 @@ class Team:
         durable: bool | None,
         checkpointer: Any,
         resume: bool,
+        own_saver: bool = False,
     ) -> RunResult:
         self.check_models()
         from concilium.settings import get_settings
@@ -311,6 +317,9 @@ class Team:
             if saver is not None:  # the checkpoint holds every step, the resumed ones too
                 state = dict((await graph.aget_state(config)).values) or state
                 steps = _merge_steps(state.get("steps") or [], steps)
+                ours = checkpointer is None or own_saver
+                if status == "ok" and ours and not get_settings().keep_checkpoints:
+                    await _forget(saver, ctx, run_id)
 
         def build() -> RunResult:
             result = self._result(ctx, run["task"], state, steps, status, reason, error, start)
@@ -439,10 +448,36 @@ def _run_metadata(snapshot: Any) -> dict[str, Any] | None:
         return None
 
 
+async def _forget(saver: Any, ctx: RunContext, run_id: str) -> None:
+    """Drop a finished run's checkpoints and call journal: a run that ended cannot be
+    resumed, the ledger keeps every step, and checkpoints hold the whole state after
+    every step (they would grow with the square of a run's length)."""
+    await saver.adelete_thread(run_id)
+    if ctx.journal is not None:
+        await asyncio.to_thread(ctx.journal.forget)
+
+
 def _merge_steps(saved: list[Step], seen: list[Step]) -> list[Step]:
     """The checkpoint's steps, then the ones it does not hold (a stopped node's), once each."""
     ids = {s.get("id") for s in saved}
     return [*saved, *(s for s in seen if s.get("id") not in ids)]
+
+
+async def _finished(run_id: str, memory: Memory | bool | None) -> bool:
+    """Whether the ledger says run ``run_id`` ended ``ok`` (its checkpoints are gone)."""
+    if memory is False:
+        return False
+    from concilium.memory.ledger import find_run, flush
+    from concilium.memory.store import Memory as MemoryStore
+
+    def status() -> str | None:
+        flush(5.0)  # this process's own last run may still be queued
+        db = (memory if isinstance(memory, MemoryStore) else MemoryStore.open(
+            redis_url=False)).db
+        run = find_run(db, run_id)
+        return run.status if run is not None else None
+
+    return await asyncio.to_thread(status) == "ok"
 
 
 async def resume_run(
@@ -467,6 +502,9 @@ async def resume_run(
     url = memory.db.url if memory not in (None, True, False) else None  # type: ignore[union-attr]
     async with open_checkpointer(url) as saver, claim_run(run_id, saver, url):
         meta = _run_metadata(await saver.aget_tuple(thread_config(run_id)))
+        if meta is None and await _finished(run_id, memory):
+            raise RunNotResumable(f"run {run_id!r} already finished; see: concilium runs "
+                                  f"show {run_id}")
         if meta is None:
             raise RunNotResumable(f"no checkpoint of run {run_id!r}: only runs started with "
                                   "checkpoints on (the default) can be resumed")
@@ -475,7 +513,7 @@ async def resume_run(
         if limits:
             spec = {**spec, "limits": {**spec.get("limits", {}), **limits}}
         team = Team(spec_from_dict(spec), source=saved.get("source")).with_model(model)
-        return await team.aresume(run_id, on_step=on_step, memory=memory, checkpointer=saver)
+        return await team._resume_claimed(run_id, saver, on_step=on_step, memory=memory)
 
 
 def load_team(source: str | Path | dict[str, Any], *, model: str | None = None) -> Team:

@@ -9,6 +9,7 @@ call made once and every step in the ledger once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -109,20 +110,35 @@ async def test_checkpoints_live_in_the_ledgers_database(memory: Any) -> None:  #
         running.cancel()
         with pytest.raises(asyncio.CancelledError):
             await running
+    assert checkpoints(memory, "db-1") > 0  # the crashed run's checkpoints and journal
     with scripted.use("dur7", stubborn()) as second:
         result = await resume_run("db-1", memory=memory)
     assert first.count() + second.count() == whole.count() == result.usage.llm_calls
     assert result.answer == reference.answer and result.status == "ok"
     flush()
+    # Finished: its checkpoints and journal are dropped (the ledger keeps every step).
+    assert checkpoints(memory, "db-1") == 0
     with memory.db.engine.connect() as conn:
-        if memory.db.dialect == "postgresql":
-            threads = conn.execute(text("SELECT count(DISTINCT thread_id) FROM checkpoints "
-                                        "WHERE thread_id = 'db-1'")).scalar()
-            assert threads == 1
-        else:
-            assert (memory.db.sqlite_path.parent / "checkpoints.db").is_file()
         status = conn.execute(text("SELECT status FROM runs WHERE id = 'db-1'")).scalar()
-    assert status == "ok"
+        steps = conn.execute(text("SELECT count(*) FROM steps WHERE run_id = 'db-1'")).scalar()
+    assert status == "ok" and steps == len(result.steps)
+
+
+def checkpoints(mem: Any, run_id: str) -> int:
+    """Checkpoint rows plus journal entries of a run, wherever the saver keeps them."""
+    import sqlite3
+
+    with mem.db.engine.connect() as conn:
+        journal = conn.execute(text("SELECT count(*) FROM calls WHERE run_id = :r"),
+                               {"r": run_id}).scalar()
+        if mem.db.dialect == "postgresql":
+            return int(journal) + int(conn.execute(text(
+                "SELECT count(*) FROM checkpoints WHERE thread_id = :r"), {"r": run_id}).scalar())
+    path = mem.db.sqlite_path.parent / "checkpoints.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        (rows,) = db.execute("SELECT count(*) FROM checkpoints WHERE thread_id = ?",
+                             (run_id,)).fetchone()
+    return int(journal) + int(rows)
 
 
 async def test_a_live_run_cannot_be_resumed_twice(memory: Any) -> None:  # noqa: F811
@@ -343,6 +359,7 @@ def test_ctrl_c_says_how_to_resume_and_resume_finishes(tmp_path: Path) -> None:
     deadline = time.monotonic() + 60
     while calls(log) < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
+    time.sleep(0.1)  # inside the third call's 250 ms
     first.send_signal(signal.SIGINT)
     _, err = first.communicate(timeout=30)
     assert first.returncode == 130

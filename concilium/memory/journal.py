@@ -69,3 +69,10 @@ class CallJournal:
                              "(:run_id, :key, :result, :at) ON CONFLICT DO NOTHING", "postgresql")
         with self.db.write_engine.begin() as conn:
             conn.exec_driver_sql(sql, row)
+
+    def forget(self) -> None:
+        """Delete the run's journal (it finished: nothing is left to resume)."""
+        self.known.clear()
+        with self.db.write_engine.begin() as conn:
+            conn.exec_driver_sql(driver_sql("DELETE FROM calls WHERE run_id = :run_id",
+                                            self.db.dialect), {"run_id": self.run_id})
