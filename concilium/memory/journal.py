@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +68,9 @@ class CallJournal:
         else:
             sql = driver_sql("INSERT INTO calls (run_id, key, result, at) VALUES "
                              "(:run_id, :key, :result, :at) ON CONFLICT DO NOTHING", "postgresql")
-        with self.db.write_engine.begin() as conn:
+        # One writer at a time per database in this process: parallel calls finishing
+        # together would otherwise meet in SQLite's busy handler, which sleeps for ms.
+        with _write_lock(self.db.url), self.db.write_engine.begin() as conn:
             conn.exec_driver_sql(sql, row)
 
     def forget(self) -> None:
@@ -76,3 +79,12 @@ class CallJournal:
         with self.db.write_engine.begin() as conn:
             conn.exec_driver_sql(driver_sql("DELETE FROM calls WHERE run_id = :run_id",
                                             self.db.dialect), {"run_id": self.run_id})
+
+
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _write_lock(url: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault(url, threading.Lock())
