@@ -60,6 +60,17 @@ def test_missing_file_and_directory_are_clear(tmp_path: Path) -> None:
         load_spec(tmp_path)
 
 
+def test_huge_and_binary_files_are_refused_before_parsing(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("name: x\n" + "# padding\n" * 200_000)
+    with pytest.raises(TeamFileError, match="the limit is 1000000"):
+        load_spec(huge)
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"name: \xff\xfe\x00team\n")
+    with pytest.raises(TeamFileError, match="not UTF-8 text"):
+        load_spec(binary)
+
+
 def test_strategy_shorthand_and_defaults() -> None:
     spec = spec_from_text("name: t\nstrategy: gvr\nroles:\n  generator: {}\n  verifier: {}\n")
     assert spec.strategy.name == "gvr" and spec.strategy.options == {}
