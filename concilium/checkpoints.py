@@ -162,8 +162,7 @@ def _file_claim(run_id: str, directory: Path) -> Any:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunBusy(f"run {run_id!r} is running in another process; wait for it, or "
-                          "stop that process first") from None
+            raise _busy(run_id) from None
         try:
             yield
         finally:
@@ -173,19 +172,22 @@ def _file_claim(run_id: str, directory: Path) -> Any:
 
 @contextlib.asynccontextmanager
 async def _pg_claim(run_id: str, saver: Any, conn: Any) -> AsyncIterator[None]:
-    import hashlib
+    from concilium.memory.db import _lock_key
 
-    key = int.from_bytes(hashlib.sha256(f"concilium:run:{run_id}".encode()).digest()[:8],
-                         "big", signed=True)
+    key = _lock_key(f"run:{run_id}")  # the same key space as Database.lock
     async with saver.lock:
         row = await (await conn.execute("SELECT pg_try_advisory_lock(%s) AS held",
                                         (key,))).fetchone()
     held = row["held"] if isinstance(row, dict) else row[0]
     if not held:
-        raise RunBusy(f"run {run_id!r} is running in another process; wait for it, or "
-                      "stop that process first")
+        raise _busy(run_id)
     try:
         yield
     finally:
         async with saver.lock:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+
+def _busy(run_id: str) -> RunBusy:
+    return RunBusy(f"run {run_id!r} is running in another process; wait for it, or stop "
+                   "that process first")

@@ -45,19 +45,16 @@ def redact(text: str, secrets: list[str] | None = None) -> str:
     """``text`` with every known or key-shaped secret replaced by ``***``."""
     if not text:
         return text
-    for value in secrets if secrets is not None else secret_values():
-        if value in text:
-            text = text.replace(value, MASK)
-    return _SHAPES.sub(MASK, text)
+    return _SHAPES.sub(MASK, mask_known(text, secrets))
 
 
-def mask_known(text: str) -> str:
+def mask_known(text: str, secrets: list[str] | None = None) -> str:
     """``text`` with this process's own secrets masked, and nothing else touched.
 
     For a task: a key of ours pasted into one must not reach a model, a checkpoint or
     a prompt, while key-shaped strings that are merely the subject of a task stay.
     """
-    for value in secret_values():
+    for value in secrets if secrets is not None else secret_values():
         if value in text:
             text = text.replace(value, MASK)
     return text

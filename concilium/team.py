@@ -272,7 +272,7 @@ class Team:
 
         async with contextlib.AsyncExitStack() as stack:
             saver = checkpointer
-            url = memory.db.url if memory not in (None, True, False) else None  # type: ignore[union-attr]
+            url = _memory_url(memory)
             if saver is None and durable and memory is not False:
                 from concilium.checkpoints import claim_run, open_checkpointer
 
@@ -434,9 +434,18 @@ async def _saved_run(graph: Any, config: dict[str, Any], run_id: str) -> dict[st
         raise RunNotResumable(f"run {run_id!r} has no checkpoint to resume from (was it "
                               "started with checkpoints on, and did it reach its first step?)")
     if not snapshot.next:
-        raise RunNotResumable(f"run {run_id!r} already finished; see: concilium runs show "
-                              f"{run_id}")
-    return {"values": dict(snapshot.values), "run": meta, "next": tuple(snapshot.next)}
+        raise _already_finished(run_id)
+    return {"values": dict(snapshot.values), "run": meta}
+
+
+def _already_finished(run_id: str) -> RunNotResumable:
+    return RunNotResumable(f"run {run_id!r} already finished; see: concilium runs show "
+                           f"{run_id}")
+
+
+def _memory_url(memory: Memory | bool | None) -> str | None:
+    """The database of an explicit :class:`Memory`; ``None``: the one from settings."""
+    return None if memory in (None, True, False) else memory.db.url  # type: ignore[union-attr]
 
 
 def _run_metadata(snapshot: Any) -> dict[str, Any] | None:
@@ -499,12 +508,11 @@ async def resume_run(
     """
     from concilium.checkpoints import claim_run, open_checkpointer, thread_config
 
-    url = memory.db.url if memory not in (None, True, False) else None  # type: ignore[union-attr]
+    url = _memory_url(memory)
     async with open_checkpointer(url) as saver, claim_run(run_id, saver, url):
         meta = _run_metadata(await saver.aget_tuple(thread_config(run_id)))
         if meta is None and await _finished(run_id, memory):
-            raise RunNotResumable(f"run {run_id!r} already finished; see: concilium runs "
-                                  f"show {run_id}")
+            raise _already_finished(run_id)
         if meta is None:
             raise RunNotResumable(f"no checkpoint of run {run_id!r}: only runs started with "
                                   "checkpoints on (the default) can be resumed")

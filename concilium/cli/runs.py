@@ -83,14 +83,7 @@ def show_command(
     from rich.text import Text
     from rich.tree import Tree
 
-    from concilium.memory.ledger import AmbiguousRunId, find_run
-    from concilium.memory.store import Memory
-
-    try:
-        run = find_run(Memory.open(redis_url=False).db, run_id)
-    except AmbiguousRunId as error:
-        err.print(str(error))
-        raise typer.Exit(code=2) from None
+    run = _find(run_id)
     if run is None:
         err.print(f"no run {run_id!r} in the ledger; see `concilium runs list`")
         raise typer.Exit(code=1)
@@ -194,15 +187,9 @@ def resume_command(
     import asyncio
 
     from concilium.cli.run import finish, outcome, print_step
-    from concilium.memory.ledger import AmbiguousRunId, find_run
-    from concilium.memory.store import Memory
     from concilium.team import resume_run
 
-    try:  # a unique prefix is enough, as for `runs show`
-        known = find_run(Memory.open(redis_url=False).db, run_id)
-    except AmbiguousRunId as error:
-        err.print(str(error))
-        raise typer.Exit(code=2) from None
+    known = _find(run_id)  # a unique prefix is enough, as for `runs show`
     run_id = known.id if known is not None else run_id
     if known is not None and known.status != "running" and not quiet and not json_out:
         err.print(f"run {run_id} ended {known.status}"
@@ -217,6 +204,19 @@ def resume_command(
         finish(asyncio.run(resume_run(run_id, model=model, limits=limits,
                                       on_step=None if quiet or json_out else print_step)),
                json_out)
+
+
+def _find(run_id: str) -> Any:
+    """The ledger row of ``run_id`` or a unique prefix of it (``None``: unknown); an
+    ambiguous prefix ends the command with exit code 2."""
+    from concilium.memory.ledger import AmbiguousRunId, find_run
+    from concilium.memory.store import Memory
+
+    try:
+        return find_run(Memory.open(redis_url=False).db, run_id)
+    except AmbiguousRunId as error:
+        err.print(str(error))
+        raise typer.Exit(code=2) from None
 
 
 def _per_role(steps: list[Any]) -> dict[str, dict[str, Any]]:

@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from concilium.errors import ConfigError, MissingDependencyError
 
-__all__ = ["Database", "close_database", "driver_sql", "head_revision", "migrate",
-           "open_database"]
+__all__ = ["Database", "close_database", "driver_sql", "head_revision", "insert_once",
+           "migrate", "open_database"]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 MAX_OPEN = 16
@@ -252,6 +252,14 @@ def driver_sql(sql: str, dialect: str) -> str:
     if dialect == "sqlite":
         return sql
     return re.sub(r"(?<!:):(\w+)", r"%(\1)s", sql)
+
+
+def insert_once(sql: str, dialect: str) -> str:
+    """An ``INSERT`` that skips rows whose unique key is already there (a retried or
+    replayed write), in the dialect's own words."""
+    if dialect == "sqlite":
+        return sql.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
+    return sql + " ON CONFLICT DO NOTHING"
 
 
 def _lock_key(name: str) -> int:

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from concilium.memory.db import driver_sql
+from concilium.memory.db import driver_sql, insert_once
 
 if TYPE_CHECKING:
     from concilium.memory.db import Database
@@ -55,23 +54,20 @@ class CallJournal:
 
     def put(self, key: str, result: dict[str, Any]) -> None:
         """Commit one call's result (blocking; the caller runs it off the event loop)."""
+        from concilium.memory.db import _thread_lock
+        from concilium.memory.ledger import _values
         from concilium.memory.models import utcnow
 
         self.known[key] = result
-        at = utcnow()
-        row = {"run_id": self.run_id, "key": key, "at": at,
-               "result": json.dumps(result, ensure_ascii=False, default=str)}
-        if self.db.dialect == "sqlite":
-            sql = ("INSERT OR IGNORE INTO calls (run_id, key, result, at) "
-                   "VALUES (:run_id, :key, :result, :at)")
-            row["at"] = at.strftime("%Y-%m-%d %H:%M:%S.%f")  # as SQLAlchemy reads it back
-        else:
-            sql = driver_sql("INSERT INTO calls (run_id, key, result, at) VALUES "
-                             "(:run_id, :key, :result, :at) ON CONFLICT DO NOTHING", "postgresql")
+        dialect = self.db.dialect
+        row = _values({"run_id": self.run_id, "key": key, "at": utcnow(), "result": result},
+                      dialect)
+        sql = insert_once("INSERT INTO calls (run_id, key, result, at) "
+                          "VALUES (:run_id, :key, :result, :at)", dialect)
         # One writer at a time per database in this process: parallel calls finishing
         # together would otherwise meet in SQLite's busy handler, which sleeps for ms.
-        with _write_lock(self.db.url), self.db.write_engine.begin() as conn:
-            conn.exec_driver_sql(sql, row)
+        with _thread_lock(f"{self.db.url}:journal"), self.db.write_engine.begin() as conn:
+            conn.exec_driver_sql(driver_sql(sql, dialect), row)
 
     def forget(self) -> None:
         """Delete the run's journal (it finished: nothing is left to resume)."""
@@ -79,12 +75,3 @@ class CallJournal:
         with self.db.write_engine.begin() as conn:
             conn.exec_driver_sql(driver_sql("DELETE FROM calls WHERE run_id = :run_id",
                                             self.db.dialect), {"run_id": self.run_id})
-
-
-_locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
-
-
-def _write_lock(url: str) -> threading.Lock:
-    with _locks_guard:
-        return _locks.setdefault(url, threading.Lock())

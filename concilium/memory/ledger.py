@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Float, case, cast, func, select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from concilium.memory.db import driver_sql
+from concilium.memory.db import driver_sql, insert_once
 from concilium.memory.models import RunRow, StepRow, utcnow
 
 if TYPE_CHECKING:
@@ -278,8 +278,7 @@ _SQL = {
 }
 # A step has a stable id (a resumed run re-sends the steps of the tasks it re-runs):
 # the ledger keeps the first copy.
-_STEP_ONCE = {"sqlite": _SQL["step"].replace("INSERT INTO", "INSERT OR IGNORE INTO", 1),
-              "postgresql": _SQL["step"] + " ON CONFLICT (uid) DO NOTHING"}
+_STEP_ONCE = {dialect: insert_once(_SQL["step"], dialect) for dialect in ("sqlite", "postgresql")}
 
 
 def _apply(db: Database, ops: list[_Op]) -> None:

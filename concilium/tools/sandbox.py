@@ -130,8 +130,10 @@ class SandboxResult:
         return "\n".join(tail) or f"exit status {self.returncode}"
 
 
+@functools.cache
 def _cgroup_parents() -> dict[str, Path]:
-    """For pids and memory: the cgroup directory to make a per-run cgroup in.
+    """For pids and memory: the cgroup directory to make a per-run cgroup in (found once
+    per process: our cgroup and the mounts do not change under us).
 
     cgroup v1: ours in that controller's hierarchy. v2: ours, or its parent, whichever
     hands the controller down (ours usually holds processes, so cannot).

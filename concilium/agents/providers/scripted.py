@@ -227,14 +227,18 @@ class ScriptedProvider(CustomLLM):
         return _fill(model_response, model, messages, text)
 
 
-def _delay(script: Script, messages: list, optional_params: dict, meta: dict[str, Any]) -> float:
+def _who(meta: dict[str, Any]) -> tuple[str, str]:
+    """The calling role and node, from the call's metadata."""
     role = str(meta.get("role", "user"))
-    return script.delay(role, str(meta.get("node", role)), messages, dict(optional_params))
+    return role, str(meta.get("node", role))
+
+
+def _delay(script: Script, messages: list, optional_params: dict, meta: dict[str, Any]) -> float:
+    return script.delay(*_who(meta), messages, dict(optional_params))
 
 
 def _answer(script: Script, messages: list, optional_params: dict, meta: dict[str, Any]) -> str:
-    role = str(meta.get("role", "user"))
-    return script.answer(role, str(meta.get("node", role)), messages, dict(optional_params))
+    return script.answer(*_who(meta), messages, dict(optional_params))
 
 
 def _fill(model_response: Any, model: str, messages: list, text: str) -> Any:
