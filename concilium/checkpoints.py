@@ -80,11 +80,28 @@ async def open_checkpointer(url: str | None = None) -> AsyncIterator[Any]:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
-        await saver.setup()  # cheap after the first time (CREATE TABLE IF NOT EXISTS)
-        # WAL with synchronous=NORMAL, as the ledger: a commit survives the process being
-        # killed (what resume is for); only a power cut can lose the newest ones.
-        await saver.conn.execute("PRAGMA synchronous=NORMAL")
-        yield _redacting(saver)
+        try:
+            await saver.setup()  # cheap after the first time (CREATE TABLE IF NOT EXISTS)
+            # WAL with synchronous=NORMAL, as the ledger: a commit survives the process
+            # being killed (what resume is for); only a power cut can lose the newest ones.
+            await saver.conn.execute("PRAGMA synchronous=NORMAL")
+            yield _redacting(saver)
+        finally:
+            await _roll_back_unfinished(saver.conn)
+
+
+async def _roll_back_unfinished(conn: Any) -> None:
+    """Roll back a write a cancelled run left uncommitted, before the connection closes.
+
+    A run cancelled while the saver writes (Ctrl-C, a service cancelling its task) can
+    leave an INSERT without its COMMIT. Closing such a connection while a cancelled
+    read's cursor is still referenced (by the exception's traceback) turns it into a
+    zombie that keeps the write lock: every later run in the process then fails with
+    "database is locked". A rollback first releases the lock whatever holds the cursor.
+    """
+    with contextlib.suppress(Exception):  # closed already, or never opened
+        if conn.in_transaction:
+            await conn.rollback()
 
 
 _memory_savers: dict[str, Any] = {}

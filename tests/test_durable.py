@@ -189,6 +189,39 @@ async def test_the_interrupted_task_is_answered_from_the_journal() -> None:
     assert len(ledger_steps("crash-2")) == len(result.steps)
 
 
+async def test_a_run_cancelled_at_any_moment_leaves_the_checkpoints_writable() -> None:
+    """Cancelling while the saver writes must not leave its write lock behind.
+
+    Before the fix, a run cancelled mid-write left a zombie connection holding the
+    SQLite write lock, so most later runs in the process failed "database is locked".
+    Here 30 runs are cancelled at moments spread over a whole run; after each, another
+    connection writes at once and the run resumes to the end.
+    """
+    import sqlite3
+
+    from concilium.checkpoints import checkpoint_path
+    from concilium.settings import get_settings
+
+    team = load_team(sc(samples=6), model="scripted/dur9")
+    path = checkpoint_path(get_settings().sqlalchemy_url())
+    assert path is not None
+    for moment in range(30):
+        with scripted.use("dur9", scripted.Script(default="Answer: 411", latency_s=0.002)):
+            running = asyncio.create_task(team.arun(TASK, run_id=f"any-{moment}"))
+            await asyncio.sleep(moment * 0.002)
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+        with contextlib.closing(sqlite3.connect(path, timeout=0.5)) as other:
+            other.execute("CREATE TABLE IF NOT EXISTS probe (moment INTEGER)")
+            other.execute("INSERT INTO probe VALUES (?)", (moment,))
+            other.commit()
+        with (scripted.use("dur9", scripted.Script(default="Answer: 411")),
+              contextlib.suppress(RunNotResumable)):  # cancelled before its first step
+            result = await team.aresume(f"any-{moment}")
+            assert result.status == "ok" and result.answer == "411"
+
+
 async def test_resume_rebuilds_the_team_from_its_checkpoint(tmp_path: Path) -> None:
     """``resume_run`` needs only the run id: the team and task come from the checkpoint."""
     path = tmp_path / "team.yaml"
