@@ -40,3 +40,30 @@ async def test_missing_llama_cpp_says_which_extra_to_install(
     message = str(caught.value)
     assert "pip install 'concilium[local]'" in message and "CONCILIUM_MODEL" in message
     assert "\n" not in message
+
+
+NATIVE_XEON = ("CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX_VNNI = 1 | AVX2 = 1 | F16C = 1 | "
+               "FMA = 1 | BMI2 = 1 | AVX512 = 1 | AVX512_VBMI = 1 | AVX512_VNNI = 1 | "
+               "AVX512_BF16 = 1 | AMX_INT8 = 1 | LLAMAFILE = 1 | OPENMP = 1 | REPACK = 1 | ")
+PORTABLE = ("CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | BMI2 = 1 | "
+            "LLAMAFILE = 1 | OPENMP = 1 | REPACK = 1 | ")
+
+
+def test_a_native_avx512_build_is_recognised() -> None:
+    """The two system-info lines our machine printed: pip's native build and the portable one."""
+    assert local.risky_kernels(NATIVE_XEON) == ["AVX512", "AVX512_VBMI", "AVX512_VNNI",
+                                          "AVX512_BF16", "AMX_INT8"]
+    assert local.risky_kernels(PORTABLE) == []
+    assert local.risky_kernels("CPU : AVX512 = 0 | AMX_INT8 = 0") == []
+
+
+@pytest.mark.integration
+def test_the_installed_build_is_the_portable_one() -> None:
+    """The README installs with GGML_NATIVE=OFF: the build the real-model tests run on."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode()
+    assert local.risky_kernels(info) == [], (
+        f"llama-cpp-python was built natively ({info.strip()}); reinstall it with "
+        f"{local.PORTABLE_BUILD} pip install --no-cache-dir --force-reinstall --no-deps "
+        "'llama-cpp-python<0.3.17'")

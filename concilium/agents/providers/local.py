@@ -15,6 +15,7 @@ import contextlib
 import os
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
@@ -40,7 +41,7 @@ _locks: dict[str, threading.Lock] = {}
 _registry_lock = threading.Lock()
 
 _INSTALL_HINT = (
-    "install it with: pip install 'concilium[local]' "
+    "install it with: CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install 'concilium[local]' "
     "(or set another model with --model / CONCILIUM_MODEL)"
 )
 
@@ -88,7 +89,50 @@ def load_model(name: str) -> tuple[Any, threading.Lock]:
             _locks[name] = threading.Lock()
             if len(_models) == 1:
                 atexit.register(close_all)
+                _warn_if_native_build()
         return _models[name], _locks[name]
+
+
+PORTABLE_BUILD = 'CMAKE_ARGS="-DGGML_NATIVE=OFF"'
+"""How to build llama-cpp-python without the kernels :func:`risky_kernels` names."""
+
+
+class NativeBuildWarning(UserWarning):
+    """llama.cpp was compiled with kernels that answered wrongly on our machines."""
+
+
+def risky_kernels(system_info: str) -> list[str]:
+    """The AVX-512 and AMX kernel families a llama.cpp build reports using.
+
+    ``system_info`` is ``llama_print_system_info()``, e.g. ``"AVX2 = 1 | AVX512 = 1"``.
+    pip builds llama-cpp-python for the CPU it compiles on (``GGML_NATIVE``); on our
+    Xeon (AVX-512 and AMX) that build of 0.3.16 gave SmolLM2 wrong arithmetic: the
+    program-aided team scored 0/15 and 0/15 on two ``arith`` sets where the portable
+    (AVX2) build of the same release scored 7/15 and 7/15, and 0.3.35/0.3.36 segfaulted.
+    """
+    found = []
+    for part in system_info.split("|"):
+        key, _, value = part.partition("=")
+        key = key.strip().split(":")[-1].strip()
+        if value.strip() == "1" and key.startswith(("AVX512", "AMX")):
+            found.append(key)
+    return found
+
+
+def _warn_if_native_build() -> None:
+    try:
+        from llama_cpp import llama_print_system_info
+
+        info = llama_print_system_info().decode(errors="replace")
+    except Exception:  # an older or stripped build: nothing to judge
+        return
+    if kernels := risky_kernels(info):
+        warnings.warn(
+            f"llama-cpp-python was built with {', '.join(kernels)} kernels, which gave "
+            "this model wrong answers on our test machines; for the portable build run: "
+            f"{PORTABLE_BUILD} pip install --no-cache-dir --force-reinstall --no-deps "
+            "'llama-cpp-python<0.3.17'",
+            NativeBuildWarning, stacklevel=2)
 
 
 @contextlib.contextmanager
