@@ -65,5 +65,4 @@ def test_the_installed_build_is_the_portable_one() -> None:
     info = llama_cpp.llama_print_system_info().decode()
     assert local.risky_kernels(info) == [], (
         f"llama-cpp-python was built natively ({info.strip()}); reinstall it with "
-        f"{local.PORTABLE_BUILD} pip install --no-cache-dir --force-reinstall --no-deps "
-        "'llama-cpp-python<0.3.17'")
+        f"{local.PORTABLE_REINSTALL}")

@@ -40,8 +40,14 @@ _models: dict[str, Any] = {}
 _locks: dict[str, threading.Lock] = {}
 _registry_lock = threading.Lock()
 
+PORTABLE_BUILD = 'CMAKE_ARGS="-DGGML_NATIVE=OFF"'
+"""How to build llama-cpp-python without the kernels :func:`risky_kernels` names."""
+PORTABLE_REINSTALL = (f"{PORTABLE_BUILD} pip install --no-cache-dir --force-reinstall "
+                      "--no-deps 'llama-cpp-python<0.3.17'")
+"""Replaces a native build with the portable one (pip's cache would hand back the old)."""
+
 _INSTALL_HINT = (
-    "install it with: CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install 'concilium[local]' "
+    f"install it with: {PORTABLE_BUILD} pip install 'concilium[local]' "
     "(or set another model with --model / CONCILIUM_MODEL)"
 )
 
@@ -93,10 +99,6 @@ def load_model(name: str) -> tuple[Any, threading.Lock]:
         return _models[name], _locks[name]
 
 
-PORTABLE_BUILD = 'CMAKE_ARGS="-DGGML_NATIVE=OFF"'
-"""How to build llama-cpp-python without the kernels :func:`risky_kernels` names."""
-
-
 class NativeBuildWarning(UserWarning):
     """llama.cpp was compiled with kernels that answered wrongly on our machines."""
 
@@ -130,8 +132,7 @@ def _warn_if_native_build() -> None:
         warnings.warn(
             f"llama-cpp-python was built with {', '.join(kernels)} kernels, which gave "
             "this model wrong answers on our test machines; for the portable build run: "
-            f"{PORTABLE_BUILD} pip install --no-cache-dir --force-reinstall --no-deps "
-            "'llama-cpp-python<0.3.17'",
+            f"{PORTABLE_REINSTALL}",
             NativeBuildWarning, stacklevel=2)
 
 
