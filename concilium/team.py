@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -128,8 +129,16 @@ class Team:
         return build_graph(self.spec)
 
     def compile(self, checkpointer: Any = None, **kwargs: Any) -> Any:
-        """A LangGraph ``CompiledStateGraph``; its context is a :class:`RunContext`."""
-        return self.graph().compile(checkpointer=checkpointer, **kwargs)
+        """A LangGraph ``CompiledStateGraph``; its context is a :class:`RunContext`.
+
+        A run given no ``context=`` (``graph.ainvoke({"task": ...})``, or the graph
+        embedded as a subgraph) gets a fresh :meth:`context` of this team, so an
+        embedded graph just works; pass your own to set the run id, reference or
+        ``on_step``.
+        """
+        graph = self.graph().compile(checkpointer=checkpointer, **kwargs)
+        attrs = {k: v for k, v in graph.__dict__.items() if k != "__orig_class__"}
+        return _compiled_team_class()(team=self, **attrs)
 
     def context(self, **kwargs: Any) -> RunContext:
         """A fresh :class:`RunContext` for this team (the default model from settings)."""
@@ -182,6 +191,7 @@ class Team:
         record: bool | None = None,
         durable: bool | None = None,
         checkpointer: Any = None,
+        tests: str | None = None,
     ) -> RunResult:
         """Run ``task`` to the end, a budget, or the team's timeout.
 
@@ -202,6 +212,9 @@ class Team:
                 completed call (default ``CONCILIUM_CHECKPOINT``, on; needs memory).
             checkpointer: your own LangGraph saver instead of the default one
                 (``checkpoints.db`` beside the ledger, or PostgreSQL).
+            tests: test code a ``check: tests`` verifier runs after the answer's code (in
+                the sandbox). Kept apart from ``task``: the generator never sees it, so it
+                cannot write code that only fits the tests. Default: tests in the task.
 
         Raises:
             TeamFileError: a model string names a provider litellm does not know.
@@ -211,7 +224,7 @@ class Team:
 
         # A key of ours pasted into a task never reaches a model, a prompt or a checkpoint.
         run = {"task": mask_known(task), "reference": reference, "seed": seed,
-               "lessons": lessons}
+               "lessons": lessons, "tests": tests}
         return await self._execute(run, run_id=run_id or new_run_id(), on_step=on_step,
                                    memory=memory, record=record, durable=durable,
                                    checkpointer=checkpointer, resume=False)
@@ -312,6 +325,8 @@ class Team:
                     {**run, "lessons": list(lessons or []), "team": self._saved_spec()})}
             first = None if resume else {"task": run["task"], "lessons": list(lessons or []),
                                          "steps": []}
+            if first is not None and run.get("tests") is not None:  # the verifier's, not the task's
+                first["tests"] = run["tests"]
             state, status, reason, error, start = await self._drive(graph, first, ctx, config,
                                                                     mem)
             if saver is not None:  # the checkpoint holds every step, the resumed ones too
@@ -379,8 +394,20 @@ class Team:
                 "source": self.source}
 
     def run(self, task: str, **kwargs: Any) -> RunResult:
-        """Blocking :meth:`arun`, for scripts and notebooks without an event loop."""
-        return asyncio.run(self.arun(task, **kwargs))
+        """Blocking :meth:`arun`, for scripts and notebooks.
+
+        Inside a running event loop (Jupyter, an async caller) ``asyncio.run`` is
+        refused, so the run gets its own loop on a worker thread and this call blocks
+        until it ends; in async code prefer ``await team.arun(...)``.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.arun(task, **kwargs))
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1, thread_name_prefix="concilium-run") as worker:
+            return worker.submit(lambda: asyncio.run(self.arun(task, **kwargs))).result()
 
     def _result(
         self,
@@ -420,6 +447,40 @@ class Team:
             wall_ms=(time.perf_counter() - start) * 1000.0,
             steps=[dict(s) for s in steps],
         )
+
+
+@functools.cache
+def _compiled_team_class() -> type:
+    """The compiled graph's class: LangGraph's, plus a default context (made once, lazily:
+    importing LangGraph is not free)."""
+    from langgraph.graph.state import CompiledStateGraph
+
+    class CompiledTeam(CompiledStateGraph):  # type: ignore[misc, type-arg]
+        """A team's ``CompiledStateGraph``: a run without ``context=`` gets the team's own.
+
+        LangGraph's ``invoke``/``ainvoke``/``batch`` and a parent graph calling it as a
+        subgraph all go through ``stream``/``astream``, so those two fill it in. A fresh
+        context per run: its budgets and run id are that run's alone.
+        """
+
+        def __init__(self, *, team: Team, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.team = team  # in __dict__, so LangGraph's copy() keeps it
+
+        def _context(self, context: Any) -> Any:
+            return self.team.context() if context is None else context
+
+        def stream(self, input: Any, config: Any = None, *, context: Any = None,
+                   **kwargs: Any) -> Any:
+            return super().stream(input, config, context=self._context(context),
+                                  **kwargs)
+
+        def astream(self, input: Any, config: Any = None, *, context: Any = None,
+                    **kwargs: Any) -> Any:
+            return super().astream(input, config, context=self._context(context),
+                                   **kwargs)
+
+    return CompiledTeam
 
 
 class RunNotResumable(ConfigError):

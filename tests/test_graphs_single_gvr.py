@@ -123,8 +123,10 @@ async def test_script_errors_are_not_swallowed() -> None:
 
 async def test_compiled_graph_runs_like_any_langgraph_graph() -> None:
     team = load_team(gvr(), model="scripted/g9")
+    from langgraph.graph.state import CompiledStateGraph
+
     graph = team.compile()
-    assert type(graph).__name__ == "CompiledStateGraph"
+    assert isinstance(graph, CompiledStateGraph)
     with scripted.use("g9", scripted.Script({"generator": [RIGHT]})):
         state = await graph.ainvoke({"task": TASK}, context=team.context())
     assert state["answer"]["value"] == "411"
