@@ -102,11 +102,14 @@ class RunContext:
         kind: str,
         sample: int = 0,
         stop: Sequence[str] | None = None,
+        schema: dict[str, Any] | None = None,
     ) -> ChatResult:
         """One budgeted model call for role instance ``node`` (its ``kind`` told to the provider).
 
         ``sample`` distinguishes independent calls of one role (samples, debaters)
-        so they get distinct seeds and never share a cache entry.
+        so they get distinct seeds and never share a cache entry. ``schema`` (a JSON
+        schema) is asked for as structured output where the model supports it; the
+        role's parser reads the reply either way.
         """
         self._check_budget()
         self.llm_calls += 1
@@ -136,6 +139,7 @@ class RunContext:
             metadata={"role": kind, "node": node, "run_id": self.run_id, "sample": sample},
             stop=stop,
             cache=self.cache,
+            response_format=_response_format(model, kind, schema),
         )
         if self.journal is not None and key:  # on disk before anyone uses the reply
             entry = dataclasses.asdict(result)
@@ -258,6 +262,17 @@ class RunContext:
         if was is None or was == now:
             return None
         return "wrong->right" if now else "right->wrong"
+
+
+def _response_format(model: str, kind: str, schema: dict[str, Any] | None,
+                     ) -> dict[str, Any] | None:
+    """A strict JSON-schema ``response_format`` for ``model``, or ``None`` where unsupported."""
+    from concilium.agents.llm import supports_json_schema
+
+    if schema is None or not supports_json_schema(model):
+        return None
+    return {"type": "json_schema",
+            "json_schema": {"name": kind, "schema": schema, "strict": True}}
 
 
 def _task_scope() -> str | None:

@@ -33,6 +33,7 @@ __all__ = [
     "chat",
     "litellm_module",
     "register_price",
+    "supports_json_schema",
 ]
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -139,6 +140,19 @@ def register_price(model: str, *, input_per_token: float, output_per_token: floa
     litellm_module().register_model({model: {
         "input_cost_per_token": input_per_token, "output_cost_per_token": output_per_token,
         "litellm_provider": model.split("/", 1)[0], "mode": "chat"}})
+
+
+def supports_json_schema(model: str) -> bool:
+    """Whether ``model`` accepts a JSON schema as ``response_format`` (structured output).
+
+    Roles that parse a reply (critic, verifier) ask for a schema where it is honoured
+    and fall back to explicit text markers elsewhere (the local and scripted models).
+    litellm's table decides; a model it does not know gets markers, never an error.
+    """
+    try:
+        return bool(litellm_module().supports_response_schema(model=model))
+    except Exception:  # an unknown provider or model: no schema
+        return False
 
 
 def record_provider_error(call_id: int | None, error: BaseException) -> None:
@@ -297,6 +311,7 @@ async def chat(
     metadata: dict[str, Any] | None = None,
     stop: Sequence[str] | None = None,
     cache: ResponseCache | None = None,
+    response_format: dict[str, Any] | None = None,
 ) -> ChatResult:
     """Call a model through litellm with retries, a timeout per try and fallbacks.
 
@@ -312,6 +327,8 @@ async def chat(
         stop: stop sequences.
         cache: where replies are looked up first and stored after (only when
             ``cache.accepts(temperature)``); a hit makes no model call.
+        response_format: structured output, e.g. a JSON schema; only for models where
+            :func:`supports_json_schema` says so.
 
     Returns:
         The reply text with usage, cost, latency and how many tries it took.
@@ -328,6 +345,8 @@ async def chat(
         params["seed"] = seed
     if stop:
         params["stop"] = list(stop)
+    if response_format is not None:
+        params["response_format"] = response_format
     errors: list[str] = []
     attempts = 0
     start = time.perf_counter()

@@ -10,37 +10,81 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 from concilium.agents.answers import AnswerFormat
 from concilium.agents.context import RunContext, Step
 from concilium.agents.prompts import render
 from concilium.agents.roles.checks import reference_verdict, tests_verdict
+from concilium.agents.roles.reading import SOUND, first_sentence, json_object, stated_answer, tone
 from concilium.agents.roles.results import Answer, Verdict
 from concilium.teams import RoleSpec
 from concilium.tools.calculator import CalculatorError, check_claims, evaluate, find_expression
 
-__all__ = ["calculator_verdict", "parse_verdict", "verify"]
+__all__ = ["SCHEMA", "calculator_verdict", "parse_verdict", "verify"]
 
-_VERDICT_RE = re.compile(
-    r"verdict\s*[:=]?\s*\**\s*(incorrect|correct|rejected|reject|accepted|accept|wrong|right|no|yes)",
-    re.IGNORECASE,
-)
-_NEGATIVE = re.compile(r"\b(incorrect|not correct|wrong|reject(?:ed)?|mistake|error)\b", re.I)
-_POSITIVE = re.compile(r"\b(correct|right|accept(?:ed)?|valid)\b", re.I)
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"correct": {"type": "boolean"}, "reason": {"type": "string"}},
+    "required": ["correct", "reason"],
+    "additionalProperties": False,
+}
+"""The structured output asked of models that support a JSON schema."""
+
+_VERDICT_LINE = re.compile(r"verdict\s*[:=]?\s*\**\s*([^\n]*)", re.IGNORECASE)
+_YES_NO = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
+_BOOL_WORDS = {"yes": True, "accept": True, "accepted": True, "no": False, "reject": False,
+               "rejected": False}
 
 
-def parse_verdict(text: str) -> Verdict:
-    """Read a verdict from free text. Unreadable text accepts: no feedback, no revision."""
-    match = _VERDICT_RE.search(text)
-    if match:
-        accepted = match.group(1).lower() in {"correct", "accept", "accepted", "right", "yes"}
-        rest = text[match.end():].strip(" .:-*\n")
-        return Verdict(accepted=accepted, reason=rest[:400], feedback=rest[:400])
-    if _NEGATIVE.search(text):
-        return Verdict(accepted=False, reason=text.strip()[:400], feedback=text.strip()[:400])
-    if _POSITIVE.search(text):
-        return Verdict(accepted=True, reason=text.strip()[:400])
+def parse_verdict(text: str, final: str | None = None) -> Verdict:
+    """Read a verdict: JSON, a ``VERDICT:`` line, a yes/no, the reply's own answer, words.
+
+    In that order of trust. ``final`` is the answer under review: a reply that gives
+    an answer of its own ("The correct answer is 23.") accepts it if the two agree
+    and rejects it otherwise. Negations are read as such: "no error" accepts. A reply
+    none of these can read accepts with ``parsed=False`` (no feedback, no revision).
+    """
+    text = text or ""
+    reason = text.strip()[:400]
+    data = json_object(text)
+    if data is not None and isinstance(data.get("correct"), bool):
+        why = str(data.get("reason") or "")[:400]
+        return Verdict(accepted=data["correct"], reason=why,
+                       feedback="" if data["correct"] else why)
+    line = _VERDICT_LINE.search(text)
+    if line is not None:
+        said = line.group(1).strip(" .:-*\"'")
+        word = said.split()[0].lower().strip(".,;:!") if said else ""
+        judged = _BOOL_WORDS.get(word)
+        if judged is None:
+            found = tone(said)
+            judged = None if found is None else found == SOUND
+        if judged is not None:
+            rest = (said[len(word):] if word in _BOOL_WORDS else said) + text[line.end():]
+            why = rest.strip(" .:-*\n")[:400] or reason
+            return _verdict(judged, why)
+    yes_no = _YES_NO.match(text)
+    if yes_no is not None:
+        return _verdict(yes_no.group(1).lower() == "yes", reason)
+    opening = tone(first_sentence(text))
+    if opening is not None:
+        return _verdict(opening == SOUND, reason)
+    own = stated_answer(text)
+    if own is not None and final is not None:
+        from concilium.agents.answers import same
+
+        if same(own, final):
+            return _verdict(True, reason)
+        return _verdict(False, f"the verifier's own answer is {own}, not {final}: {reason}"[:400])
+    anywhere = tone(text)
+    if anywhere is not None:
+        return _verdict(anywhere == SOUND, reason)
     return Verdict(accepted=True, reason="verdict not understood", parsed=False)
+
+
+def _verdict(accepted: bool, reason: str) -> Verdict:
+    return Verdict(accepted=accepted, reason=reason, feedback="" if accepted else reason)
 
 
 def calculator_verdict(task: str, answer: Answer, fmt: AnswerFormat = "number") -> Verdict:
@@ -91,8 +135,9 @@ async def verify(
     messages = render("verifier", spec.prompt, task=task, answer=answer.text,
                       final=answer.value if answer.value is not None else "(none given)",
                       round=round)
-    result = await ctx.chat(node, spec, messages, kind="verifier")
-    verdict = parse_verdict(result.text)
+    result = await ctx.chat(node, spec, messages, kind="verifier", schema=SCHEMA)
+    number = ctx.team.answer.format == "number"  # a stated answer is compared as a number
+    verdict = parse_verdict(result.text, answer.value if number else None)
     step = ctx.step(node=node, role="verifier", round=round, messages=messages, result=result,
                     parsed=verdict.model_dump(), answer=answer.value)
     return verdict, step
