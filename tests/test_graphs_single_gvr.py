@@ -177,3 +177,88 @@ async def test_lessons_reach_the_packaged_generator_prompt() -> None:
         await team.arun(TASK, lessons=["recompute each product"])
     assert "- recompute each product" in script.calls[0].prompt
     assert script.calls[0].prompt.endswith(TASK)
+
+
+async def test_llm_verifier_saying_no_error_accepts() -> None:
+    replies = {"generator": [RIGHT], "verifier": ["There is no error in this solution."]}
+    team = load_team(gvr(check="llm"), model="scripted/g11")
+    with scripted.use("g11", scripted.Script(replies)) as script:
+        result = await team.arun(TASK)
+    assert script.count("refiner") == 0 and result.stop_reason == "verifier accepted"
+    assert result.steps[1]["parsed"]["accepted"] is True
+
+
+# ------------------------------------------------------------ check: tests, tests apart
+
+CODE_TASK = "Write a Python function add(a, b) that returns the sum of a and b."
+CODE_TESTS = "assert add(2, 3) == 5\nassert add(-1, 1) == 0\n"
+BAD_CODE = "```python\ndef add(a, b):\n    return a - b\n```"
+GOOD_CODE = "```python\ndef add(a, b):\n    return a + b\n```"
+
+
+def code_gvr() -> dict[str, Any]:
+    return {**gvr(check="tests"), "name": "code-gvr", "answer": {"format": "code"}}
+
+
+async def test_gvr_runs_tests_given_apart_from_the_task() -> None:
+    team = load_team(code_gvr(), model="scripted/t1")
+    replies = {"generator": [BAD_CODE], "refiner": [GOOD_CODE]}
+    with scripted.use("t1", scripted.Script(replies)) as script:
+        result = await team.arun(CODE_TASK, tests=CODE_TESTS)
+    assert [s["role"] for s in result.steps] == ["generator", "verifier", "refiner", "verifier"]
+    first, last = result.steps[1]["parsed"], result.steps[3]["parsed"]
+    assert first["accepted"] is False and "AssertionError" in first["feedback"]
+    assert last["accepted"] is True and last["checked"] is True  # the tests really ran
+    assert "assert add" not in script.calls[0].text  # the generator never saw them
+    assert result.stop_reason == "verifier accepted" and "a + b" in (result.answer or "")
+
+
+async def test_tests_written_in_the_task_still_work() -> None:
+    team = load_team(code_gvr(), model="scripted/t2")
+    with scripted.use("t2", scripted.Script({"generator": [BAD_CODE], "refiner": [GOOD_CODE]})):
+        result = await team.arun(f"{CODE_TASK}\n```python\n{CODE_TESTS}```")
+    assert [s["parsed"]["accepted"] for s in result.steps if s["role"] == "verifier"] == [
+        False, True]
+
+
+def test_cli_run_reads_tests_from_a_file(tmp_path) -> None:
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from concilium.cli.app import app
+
+    team_file, tests_file = tmp_path / "code.yaml", tmp_path / "tests.py"
+    team_file.write_text(yaml.safe_dump(code_gvr()))
+    tests_file.write_text(CODE_TESTS)
+    replies = {"generator": [BAD_CODE], "refiner": [GOOD_CODE]}
+    with scripted.use("t3", scripted.Script(replies)) as script:
+        out = CliRunner().invoke(app, ["run", str(team_file), CODE_TASK, "-m", "scripted/t3",
+                                       "--tests", str(tests_file), "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert data["stop_reason"] == "verifier accepted" and data["rounds"] == 1
+    assert "assert add" not in script.calls[0].text
+    missing = CliRunner().invoke(app, ["run", str(team_file), CODE_TASK, "-m", "scripted/t3",
+                                       "--tests", str(tmp_path / "nope.py")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+async def test_eval_items_carry_their_tests_to_the_verifier(tmp_path) -> None:
+    import json
+
+    from concilium.eval.datasets import load_dataset
+    from concilium.eval.runner import EvalOptions, Evaluation
+
+    data = tmp_path / "code.jsonl"
+    data.write_text(json.dumps({"id": "add", "question": CODE_TASK, "answer": CODE_TESTS,
+                                "tests": CODE_TESTS}) + "\n")
+    dataset = load_dataset(data)
+    assert dataset.items[0].tests == CODE_TESTS
+    team = load_team(code_gvr(), model="scripted/t4")
+    replies = {"generator": [BAD_CODE], "refiner": [GOOD_CODE]}
+    with scripted.use("t4", scripted.Script(replies)) as script:
+        await Evaluation([team], dataset, tmp_path / "out", EvalOptions(concurrency=1)).run()
+    assert script.count("refiner") == 1  # the verifier ran the tests and rejected the first
+    assert "assert add" not in script.calls[0].text

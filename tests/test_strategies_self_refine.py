@@ -63,3 +63,21 @@ async def test_an_unreadable_critique_keeps_the_answer() -> None:
         result = await load_team(team(), model="scripted/sr5").arun(TASK)
     assert script.count("refiner") == 0
     assert result.stop_reason == "critic's reply not understood; answer kept"
+
+
+async def test_bullets_that_praise_are_not_issues() -> None:
+    critique = "- 17 * 24 = 408 is correct\n- the final answer is right"
+    with scripted.use("sr6", scripted.Script({"generator": [RIGHT],
+                                              "critic": [critique]})) as script:
+        result = await load_team(team(), model="scripted/sr6").arun(TASK)
+    assert script.count("refiner") == 0
+    assert result.stop_reason == "critic found no issues" and result.answer == "411"
+
+
+async def test_only_the_faulty_bullets_reach_the_refiner() -> None:
+    critique = "- step 1 is correct\n- 17 * 24 is 408, not 398"
+    replies = {"generator": [WRONG], "critic": [critique, "NO ISSUES"], "refiner": [RIGHT]}
+    with scripted.use("sr7", scripted.Script(replies)) as script:
+        result = await load_team(team(), model="scripted/sr7").arun(TASK)
+    assert result.steps[1]["parsed"]["issues"] == ["17 * 24 is 408, not 398"]
+    assert "step 1 is correct" not in script.calls[2].prompt

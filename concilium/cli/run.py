@@ -33,6 +33,12 @@ def run_command(
     run_id: Annotated[
         str | None, typer.Option("--run-id", help="Id for the run (default: a new one).")
     ] = None,
+    tests: Annotated[
+        Path | None,
+        typer.Option("--tests", exists=True, dir_okay=False, readable=True,
+                     help="Test code for a 'check: tests' verifier; the generator never "
+                          "sees it."),
+    ] = None,
 ) -> None:
     """Run TASK with the team in TEAM and print the answer, calls, tokens, cost and time."""
     import asyncio
@@ -52,7 +58,8 @@ def run_command(
                   markup=True)
     on_step = None if quiet or json_out else print_step
     with outcome(run_id, json_out):
-        run = loaded.arun(task, reference=reference, seed=seed, on_step=on_step, run_id=run_id)
+        run = loaded.arun(task, reference=reference, seed=seed, on_step=on_step, run_id=run_id,
+                          tests=tests.read_text("utf-8") if tests is not None else None)
         finish(asyncio.run(run), json_out)
 
 

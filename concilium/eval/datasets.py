@@ -50,6 +50,12 @@ class Item:
         return self.answers[0]
 
     @property
+    def tests(self) -> str | None:
+        """The record's ``tests`` field: test code for a ``check: tests`` verifier only."""
+        tests = self.meta.get("tests")
+        return tests if isinstance(tests, str) and tests.strip() else None
+
+    @property
     def key(self) -> str:
         """``id:digest`` — identifies this exact item across runs, even if the file changes."""
         blob = json.dumps([self.question, list(self.answers)], ensure_ascii=False).encode()

@@ -239,7 +239,8 @@ class Evaluation:
         steps: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {"reference": item.reference, "seed": self.options.seed,
                                   "on_step": steps.append, "memory": self._memory,
-                                  "durable": False}  # an evaluation resumes by item
+                                  "durable": False,  # an evaluation resumes by item
+                                  "tests": item.tests}
         result: Any = None
         status, error = "ok", None
         start = time.perf_counter()

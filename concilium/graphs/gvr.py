@@ -42,8 +42,9 @@ def build(team: TeamSpec) -> TeamGraph:
     async def verify_node(state: RunState, runtime: Runtime[RunContext]) -> dict:
         rounds = state.get("round", 0)
         answer = Answer.model_validate(state["answer"])
-        verdict, step = await verify(
-            runtime.context, "verifier", verifier, state["task"], answer, round=rounds
+        verdict, step = await verify(  # the tests reach the verifier, never the generator
+            runtime.context, "verifier", verifier, state["task"], answer, round=rounds,
+            tests=state.get("tests"),
         )
         stop = None
         if verdict.accepted:
