@@ -91,6 +91,8 @@ def test_critic_counts_only_stated_faults(reply: str, issues: list[str]) -> None
     ("VERDICT: not correct", False),
     ("Yes. 4 * 3 = 12 and 16 + 12 = 28.", True),
     ("No. There is an error in step 2.", False),
+    ("No errors; the answer is right.", True),
+    ("No problem, the answer is correct.", True),
     ('{"correct": false, "reason": "4 * 3 is 12, not 7"}', False),
     ('```json\n{"correct": true, "reason": "checks out"}\n```', True),
 ])

@@ -32,7 +32,9 @@ SCHEMA: dict[str, Any] = {
 """The structured output asked of models that support a JSON schema."""
 
 _VERDICT_LINE = re.compile(r"verdict\s*[:=]?\s*\**\s*([^\n]*)", re.IGNORECASE)
-_YES_NO = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
+# "No, ..." answers the question; "No errors ..." / "No problem" praises (read by tone).
+_YES_NO = re.compile(r"^\W*(yes|no)\b(?![ \t]+(?:\w+[ \t]+)?(?:errors?|mistakes?|issues?|"
+                     r"problems?|flaws?|faults?|wrong)\b)", re.IGNORECASE)
 _BOOL_WORDS = {"yes": True, "accept": True, "accepted": True, "no": False, "reject": False,
                "rejected": False}
 
