@@ -50,7 +50,7 @@ def test_thirty_percent_faults_fifty_items_all_complete(tmp_path: Path) -> None:
 def always_right_team(model: str, **retry: float) -> dict:
     """A single-call team on ``model`` with the default number of tries and tiny waits."""
     policy = {"attempts": 3, "initial_backoff_s": 0.001, "max_backoff_s": 0.002,
-              "timeout_s": 0.5, **retry}
+              "timeout_s": 0.3, **retry}
     return {"name": "steady", "strategy": "single", "retry": policy,
             "roles": {"generator": {"model": model}}}
 
@@ -76,3 +76,18 @@ def test_forty_items_at_thirty_percent_faults_all_complete_and_all_right(
     assert team["accuracy"] == 1.0
     assert team["requeued"] >= 3  # the three items that met three faults in a row
     assert sum(faults.injected.values()) >= 12
+
+
+def test_forty_items_at_thirty_percent_faults_eight_in_flight(tmp_path: Path) -> None:
+    """The same storm with eight items in flight: the breaker and re-queues share the load."""
+    faulty.configure("flaky30x8", faulty.Faults(
+        inner="scripted/solver", timeout=0.1, rate_limit=0.1, server_error=0.1, seed=4,
+        hang_s=5.0))
+    options = EvalOptions(concurrency=8, requeue_rounds=5, requeue_backoff_s=0.001,
+                          breaker=BreakerPolicy(cooldown_s=0.01))
+    with scripted.use("solver", scripted.Script(default=solver)):
+        evaluation = Evaluation([load_team(always_right_team("faulty/flaky30x8"))],
+                                load_dataset("arith:40:4"), tmp_path, options)
+        asyncio.run(evaluation.run())
+    [team] = evaluation.write_summary()["teams"]
+    assert team["status"] == {"ok": 40} and team["accuracy"] == 1.0 and team["failed"] == 0

@@ -10,7 +10,8 @@ it is open :func:`~concilium.agents.llm.chat` skips to the role's fallbacks, or,
 with none left, waits out the cool-down without spending an attempt. After the
 cool-down one caller is let through as a probe (half-open): its success closes
 the breaker, its failure opens it again, and the callers that waited for that
-probe give up on the model (:class:`CircuitOpen`) instead of waiting forever.
+probe get :class:`CircuitOpen` (``chat()`` counts it as one spent try), so a
+dead model costs each caller at most one cool-down per attempt, not forever.
 
 Breakers live with the event loop that runs the calls: everything in flight in
 one evaluation, one service or one ``concilium run`` shares them, and two

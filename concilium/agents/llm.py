@@ -353,7 +353,9 @@ async def chat(
                                                retry)
             except breaker.CircuitOpen as cooling:
                 errors.append(f"{candidate}: CircuitOpen: {cooling}")
-                break
+                if index < len(candidates) - 1:
+                    break  # a fallback answers while this model cools down
+                continue  # the probe this call waited for failed: that try is spent
             except ConciliumError:
                 raise
             except Exception as error:
