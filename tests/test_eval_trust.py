@@ -116,3 +116,26 @@ def test_results_of_the_other_reveal_setting_are_not_reused(tmp_path: Path) -> N
         asyncio.run(Evaluation([reference_team()], data, tmp_path,
                                EvalOptions(reveal_reference=True)).run())
         assert script.count("generator") == 6  # the same one: resumed
+
+
+def test_the_cli_flag_reveals_the_key_and_the_table_marks_the_team(tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from concilium.cli.eval import register
+
+    app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
+    app.callback()(lambda: None)
+    register(app)
+    team = tmp_path / "keyed.yaml"
+    team.write_text("name: keyed\nstrategy: gvr\nmodel: scripted/keyed\n"
+                    "limits: {max_rounds: 2, max_llm_calls: 6}\n"
+                    "roles:\n  generator: {}\n  verifier: {check: reference}\n  refiner: {}\n")
+    data = write_items(tmp_path / "items.jsonl")
+    with scripted.use("keyed", keyed_script()):
+        result = CliRunner().invoke(app, ["eval", str(team), "-d", str(data), "-q",
+                                          "-o", str(tmp_path / "out"), "--reveal-reference"])
+    assert result.exit_code == 0, result.output
+    assert f"keyed{SAW_KEY}" in " ".join(result.stdout.split())
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["options"]["reveal_reference"] and summary["teams"][0]["accuracy"] == 1.0
