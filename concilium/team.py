@@ -183,6 +183,7 @@ class Team:
         task: str,
         *,
         reference: str | None = None,
+        reveal_reference: bool = True,
         lessons: list[str] | None = None,
         run_id: str | None = None,
         seed: int = 0,
@@ -198,6 +199,8 @@ class Team:
         Args:
             task: the task text; it is data for the generator, never configuration.
             reference: a known right answer, to score the run and count flips.
+            reveal_reference: let a ``check: reference`` verifier see ``reference``
+                (an evaluation passes ``False`` unless asked: its key is not the team's).
             lessons: lessons to put in the generator's and refiner's prompts.
             run_id: an id for the run (default: a new one); also its LangGraph thread id.
             seed: base seed; samples and debaters derive distinct seeds from it.
@@ -224,7 +227,7 @@ class Team:
 
         # A key of ours pasted into a task never reaches a model, a prompt or a checkpoint.
         run = {"task": mask_known(task), "reference": reference, "seed": seed,
-               "lessons": lessons, "tests": tests}
+               "lessons": lessons, "tests": tests, "reveal_reference": reveal_reference}
         return await self._execute(run, run_id=run_id or new_run_id(), on_step=on_step,
                                    memory=memory, record=record, durable=durable,
                                    checkpointer=checkpointer, resume=False)
@@ -301,6 +304,7 @@ class Team:
                 saved = await _saved_run(graph, config, run_id)
                 run = saved["run"]
             ctx = self.context(run_id=run_id, reference=run["reference"], seed=run["seed"],
+                               reveal_reference=run.get("reveal_reference", True),
                                on_step=collect)
             if resume:
                 ctx.restore(saved["values"].get("steps") or [])

@@ -67,6 +67,9 @@ class RunContext:
     run_id: str = field(default_factory=new_run_id)
     default_model: str = "local/smollm2"
     reference: str | None = None
+    reveal_reference: bool = True
+    """Whether a ``check: reference`` verifier may see ``reference`` (an evaluation keeps
+    its answer key from the team unless told otherwise); scoring and flips always use it."""
     seed: int = 0
     llm_calls: int = 0
     tokens: int = 0

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from concilium.agents import breaker
 from concilium.errors import ConciliumError, ModelError
 
 __all__ = [
@@ -321,7 +322,8 @@ async def chat(
         temperature: sampling temperature; 0 is greedy.
         max_tokens: completion limit.
         seed: sampling seed; independent samples must pass distinct seeds.
-        fallbacks: models tried in order when ``model`` fails after its retries.
+        fallbacks: models tried in order when ``model`` fails after its retries,
+            or at once while ``model`` is cooling down (see :mod:`concilium.agents.breaker`).
         retry: the retry and timeout policy of each model.
         metadata: passed to the provider (the scripted provider reads ``role``).
         stop: stop sequences.
@@ -358,12 +360,21 @@ async def chat(
             return ChatResult(text=str(hit.get("text", "")), model=str(hit.get("model", model)),
                               latency_ms=(time.perf_counter() - start) * 1000.0, attempts=0,
                               cached=True)
-    for index, candidate in enumerate([model, *fallbacks]):
+    candidates = [model, *fallbacks]
+    for index, candidate in enumerate(candidates):
         _check_allowed(candidate)
         for attempt in range(1, retry.attempts + 1):
-            attempts += 1
-            try:
-                response = await _one_call(candidate, messages, params, metadata or {}, retry)
+            try:  # a model cooling down (breaker.py): skip to a fallback, or wait if none left
+                async with breaker.guard(candidate, wait=index == len(candidates) - 1,
+                                         transient=_is_transient, retry_after=_retry_after_s):
+                    attempts += 1
+                    response = await _one_call(candidate, messages, params, metadata or {},
+                                               retry)
+            except breaker.CircuitOpen as cooling:
+                errors.append(f"{candidate}: CircuitOpen: {cooling}")
+                if index < len(candidates) - 1:
+                    break  # a fallback answers while this model cools down
+                continue  # the probe this call waited for failed: that try is spent
             except ConciliumError:
                 raise
             except Exception as error:
