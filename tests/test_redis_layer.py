@@ -235,3 +235,27 @@ def test_cache_and_events_resume_by_themselves_when_redis_returns(
             back.stop()
     assert layer.warnings == 1
     assert sum(issubclass(w.category, RedisUnavailableWarning) for w in caught) == 1
+
+
+async def test_a_run_served_from_the_cache_makes_no_calls_in_budget_or_usage(
+    redis_env: str,  # noqa: F811
+) -> None:
+    from concilium.agents.llm import register_price
+
+    register_price("scripted/cachebudget", input_per_token=0.001, output_per_token=0.002)
+    replies = {"generator": [WRONG], "refiner": [RIGHT]}
+    with scripted.use("cachebudget", scripted.Script(replies)) as script:
+        paid = await load_team(gvr(), model="scripted/cachebudget").arun(TASK)
+        assert paid.status == "ok" and paid.usage.llm_calls == 2 and paid.usage.cost > 0
+        # The same team with room for one call only: every reply is in the cache, and a
+        # cached reply is free and is not a call, so the budget is never reached.
+        tight = load_team(gvr(limits={"max_rounds": 1, "max_llm_calls": 1}),
+                          model="scripted/cachebudget")
+        cached = await tight.arun(TASK)
+    assert script.count() == 2  # no model call the second time
+    assert cached.status == "ok", cached.stop_reason
+    assert cached.answer == paid.answer == "411"
+    assert [s["cached"] for s in cached.steps if s["kind"] == "llm"] == [True, True]
+    assert (cached.usage.llm_calls, cached.usage.cost, cached.usage.total_tokens) == (0, 0.0, 0)
+    run = find_run(Memory.open().db, cached.run_id)
+    assert run is not None and (run.llm_calls, run.cached_calls, run.cost) == (0, 2, 0.0)
