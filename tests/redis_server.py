@@ -7,6 +7,8 @@ fixed sleep.
 
 from __future__ import annotations
 
+import contextlib
+import random
 import signal
 import socket
 import subprocess
@@ -34,8 +36,7 @@ class RedisServer:
         if self.exe is None:
             pytest.skip("redis-server is not installed (apt-get install redis-server)")
         self.directory = directory
-        with socket.create_server(("127.0.0.1", 0)) as probe:
-            self.port: int = probe.getsockname()[1]
+        self.port: int = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.start()
 
@@ -82,6 +83,21 @@ class RedisServer:
     def resume(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGCONT)
+
+
+def _free_port() -> int:
+    """A free port outside the ephemeral range that proxies and clients get from port 0.
+
+    A layer left behind by an earlier test keeps retrying its dead address in the
+    background; were our server to reuse that port, the stale layer would connect to
+    it and report an outage of its own when the server is stopped.
+    """
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20_000, 30_000)
+        with contextlib.suppress(OSError), socket.create_server(("127.0.0.1", port)):
+            return port
+    raise RuntimeError("no free port for a test redis-server in 20000-29999")
 
 
 @pytest.fixture
