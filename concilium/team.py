@@ -48,16 +48,22 @@ class Usage(BaseModel):
 
     @classmethod
     def of(cls, steps: list[Step]) -> Usage:
+        """Totals of a run's steps; a reply from the response cache is free and not a call.
+
+        ``RunContext`` charges its budgets by the same rule, so a run's usage and the
+        limits it was held to always agree.
+        """
         llm = [s for s in steps if s.get("kind") == "llm"]
-        prompt = sum(s.get("prompt_tokens", 0) for s in llm)
-        completion = sum(s.get("completion_tokens", 0) for s in llm)
+        paid = [s for s in llm if not s.get("cached")]
+        prompt = sum(s.get("prompt_tokens", 0) for s in paid)
+        completion = sum(s.get("completion_tokens", 0) for s in paid)
         return cls(
-            llm_calls=sum(1 for s in llm if not s.get("cached")),
+            llm_calls=len(paid),
             tool_calls=len(steps) - len(llm),
             prompt_tokens=prompt,
             completion_tokens=completion,
             total_tokens=prompt + completion,
-            cost=sum(s.get("cost", 0.0) for s in llm),
+            cost=sum(s.get("cost", 0.0) for s in paid),
             retries=sum(max(0, s.get("attempts", 1) - 1) for s in llm),
             fallbacks=sum(1 for s in llm if s.get("fallback_used")),
         )

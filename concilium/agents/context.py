@@ -115,15 +115,14 @@ class RunContext:
         role's parser reads the reply either way.
         """
         self._check_budget()
-        self.llm_calls += 1
+        self.llm_calls += 1  # reserved before the await, so parallel calls cannot overshoot
         model = self.model_for(spec)
         key = (self._journal_key("call", node, kind, sample, model, messages=messages)
                if self.journal is not None else None)
         known = self.journal.get(key) if self.journal is not None and key else None
         if known is not None:  # made before a crash: the resumed run does not pay again
             result = ChatResult(**{**known, "replayed": True})
-            self.tokens += result.total_tokens
-            self.cost += result.cost
+            self._count(result)
             return result
         retry = self.team.retry
         result = await chat(
@@ -148,16 +147,27 @@ class RunContext:
             entry = dataclasses.asdict(result)
             entry["text"] = redact(entry["text"])
             await asyncio.to_thread(self.journal.put, key, entry)
+        self._count(result)
+        return result
+
+    def _count(self, result: ChatResult) -> None:
+        """Charge a reply to the budgets exactly as :meth:`Usage.of` will report it.
+
+        A reply served from the response cache is free and is not a call: its reserved
+        call is given back, so a run answered from the cache never reaches
+        ``max_llm_calls`` while its usage says it made no calls.
+        """
+        if result.cached:
+            self.llm_calls -= 1
         self.tokens += result.total_tokens
         self.cost += result.cost
-        return result
 
     def restore(self, steps: Sequence[Step]) -> None:
         """Count a resumed run's earlier steps against its budgets, as if it never stopped."""
-        llm = [s for s in steps if s.get("kind") == "llm"]
-        self.llm_calls = sum(1 for s in llm if not s.get("cached"))
-        self.tokens = sum(s.get("prompt_tokens", 0) + s.get("completion_tokens", 0) for s in llm)
-        self.cost = sum(s.get("cost", 0.0) for s in llm)
+        paid = [s for s in steps if s.get("kind") == "llm" and not s.get("cached")]
+        self.llm_calls = len(paid)
+        self.tokens = sum(s.get("prompt_tokens", 0) + s.get("completion_tokens", 0) for s in paid)
+        self.cost = sum(s.get("cost", 0.0) for s in paid)
 
     def _journal_key(self, *parts: Any, messages: Sequence[dict[str, str]] = ()) -> str | None:
         """A key that is the same when the same LangGraph task runs again after a resume.

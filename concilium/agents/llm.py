@@ -93,15 +93,18 @@ class ResponseCache(Protocol):
     """Where :func:`chat` keeps replies, keyed by :func:`cache_key` (e.g. the Redis layer).
 
     A hit returns ``ChatResult(cached=True)`` with no model call, no tokens and no cost.
+    ``get`` and ``put`` are coroutines that must not block the event loop (a cache on
+    a network does its I/O off the loop) and should give up quickly: a cache that
+    cannot answer is a miss, never a failed call.
     """
 
     def accepts(self, temperature: float) -> bool:
         """Whether replies sampled at ``temperature`` may be cached (usually only 0)."""
         ...
 
-    def get(self, key: str) -> dict[str, Any] | None: ...
+    async def get(self, key: str) -> dict[str, Any] | None: ...
 
-    def put(self, key: str, value: dict[str, Any]) -> None: ...
+    async def put(self, key: str, value: dict[str, Any]) -> None: ...
 
 
 def cache_key(model: str, messages: Sequence[dict[str, str]], params: dict[str, Any]) -> str:
@@ -355,7 +358,7 @@ async def chat(
     key = None
     if cache is not None and cache.accepts(temperature):
         key = cache_key(model, messages, params)
-        hit = cache.get(key)
+        hit = await cache.get(key)
         if hit is not None:
             return ChatResult(text=str(hit.get("text", "")), model=str(hit.get("model", model)),
                               latency_ms=(time.perf_counter() - start) * 1000.0, attempts=0,
@@ -387,8 +390,9 @@ async def chat(
             text = _content(response)
             prompt_tokens, completion_tokens, cost = _usage_cost(_litellm, response)
             if key is not None and cache is not None and index == 0:
-                cache.put(key, {"text": text, "model": candidate, "prompt_tokens": prompt_tokens,
-                                "completion_tokens": completion_tokens, "cost": cost})
+                await cache.put(key, {"text": text, "model": candidate,
+                                      "prompt_tokens": prompt_tokens,
+                                      "completion_tokens": completion_tokens, "cost": cost})
             return ChatResult(
                 text=text,
                 model=candidate,
