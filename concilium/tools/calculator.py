@@ -40,11 +40,13 @@ _UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {
 }
 
 # Runs of numbers joined by operators and parentheses, as people write them in prose.
+# No two parts may match the same characters (e.g. a space after an operator is the next
+# term's): an ambiguous pattern backtracks exponentially on a long run that ends badly.
 _EXPR_RE = re.compile(
     r"[(\s]*[-−]?\d[\d,.]*(?:[\s)]*(?:\*\*|[-+*/×x÷^−])[\s(]*[-−]?\d[\d,.]*)+[\s)]*"
 )
 _CLAIM_RE = re.compile(
-    r"((?:[(\s]*[-−]?\d[\d,.]*[\s)]*(?:\*\*|[-+*/×÷^−])\s*)+[(\s]*[-−]?\d[\d,.]*[\s)]*)"
+    r"((?:[(\s]*[-−]?\d[\d,.]*[\s)]*(?:\*\*|[-+*/×÷^−]))+[(\s]*[-−]?\d[\d,.]*[\s)]*)"
     r"=\s*\$?\s*([-−]?\d[\d,]*(?:\.\d+)?)"
 )
 
