@@ -281,6 +281,12 @@ def spec_from_text(text: str, *, source: str = "<string>") -> TeamSpec:
     problem = _shape_problem(data)
     if problem is not None:
         raise TeamFileError(source, problem)
+    duplicate = _duplicate_key(node)
+    if duplicate is not None:
+        loc, line, first = duplicate
+        raise TeamFileError(
+            source, f"duplicate key (first at line {first})", line=line, field=_dotted(loc)
+        )
     if not isinstance(data, dict):
         kind = "empty" if data is None else type(data).__name__
         raise TeamFileError(source, f"a team file must be a mapping of fields, not {kind}", line=1)
@@ -417,6 +423,36 @@ def _shape_problem(data: Any) -> str | None:
             stack.extend((v, depth + 1) for v in value.values())
         elif isinstance(value, list):
             stack.extend((v, depth + 1) for v in value)
+    return None
+
+
+def _duplicate_key(node: yaml.Node | None) -> tuple[tuple[Any, ...], int, int] | None:
+    """The first key that a mapping repeats, as ``(loc, line, first line)``.
+
+    PyYAML keeps the last of two equal keys without a word, so a second ``roles:``
+    would silently replace the first. Merge keys (``<<``) are YAML's own way to
+    override and are not counted; a node shared through an alias is walked once.
+    """
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, tuple[Any, ...]]] = [(node, ())] if node is not None else []
+    while stack:
+        current, loc = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, yaml.MappingNode):
+            first: dict[tuple[str, str], int] = {}
+            children = []
+            for key, value in current.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    line = key.start_mark.line + 1
+                    if (key.tag, key.value) in first:
+                        return (*loc, key.value), line, first[key.tag, key.value]
+                    first[key.tag, key.value] = line
+                    children.append((value, (*loc, key.value)))
+            stack.extend(reversed(children))
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend((item, (*loc, i)) for i, item in reversed(list(enumerate(current.value))))
     return None
 
 
