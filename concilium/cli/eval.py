@@ -142,9 +142,11 @@ def eval_command(
     failed = sum(n for t in summary["teams"] for k, n in t["status"].items()
                  if k in ("failed", "error"))
     if failed:
+        from rich.markup import escape
+
         err.print(f"[red]{failed} item run(s) failed[/red] (their `error` is in "
-                  f"{evaluation.results_path}); rerun the same command to retry just those",
-                  markup=True)
+                  f"{escape(str(evaluation.results_path))}); rerun the same command to retry "
+                  "just those", markup=True)
         raise typer.Exit(code=1)
 
 
@@ -170,7 +172,7 @@ class _Bars:
 
         self.evaluation.load()
         self.bars = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),  # team names are data
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("acc {task.fields[acc]}"),
@@ -219,7 +221,8 @@ def _print_tables(summary: dict[str, Any]) -> None:
     if not summary["complete"]:
         title += " (partial)"
     # piped output has no terminal to wrap at: print the tables whole
-    console = out if out.is_terminal else Console(file=out.file, width=160, highlight=False)
+    console = out if out.is_terminal else Console(file=out.file, width=160, highlight=False,
+                                                        markup=False)
     table = Table(*TEAM_HEADERS, title=title)
     for row in team_rows(summary):
         table.add_row(*row)
