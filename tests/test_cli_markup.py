@@ -53,15 +53,16 @@ def test_closing_tag_in_a_path_and_a_role_name_is_not_markup(tmp_path: Path) -> 
     assert shown.exit_code == 2 and "roles.x[/x]" in shown.output
 
 
-def test_run_prints_run_id_task_and_answer_as_text(tmp_path: Path) -> None:
+def test_run_prints_run_id_and_model_as_text(tmp_path: Path) -> None:
     path = _team(tmp_path, TEAM)
-    reply = "6 * 7 = 42 [bold]not bold[/bold] [/x]\nAnswer: 42"
-    with scripted.use("markup", scripted.Script({"generator": [reply]})):
-        result = runner.invoke(app, ["run", str(path), TASK, "-m", "scripted/markup",
+    reply = "6 * 7 = 42 [bold]not bold[/bold] [/x]\nAnswer: 42"  # (answers are normalised)
+    with scripted.use("m[/x]", scripted.Script({"generator": [reply]})):
+        result = runner.invoke(app, ["run", str(path), TASK, "-m", "scripted/m[/x]",
                                      "--run-id", "run[/x]"])
     assert result.exit_code == 0, result.output
     _no_markup_crash(result.output)
     assert "t (single) run run[/x]" in result.stderr
+    assert "scripted/m[/x]" in result.stderr and "answer=42" in result.stderr
     assert "Answer: 42" in result.stdout
     listed = runner.invoke(app, ["runs", "list"])
     assert listed.exit_code == 0 and "run[/x]" in listed.stdout, listed.output
