@@ -17,6 +17,7 @@ import difflib
 import hashlib
 import json
 import re
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -281,6 +282,12 @@ def spec_from_text(text: str, *, source: str = "<string>") -> TeamSpec:
     problem = _shape_problem(data)
     if problem is not None:
         raise TeamFileError(source, problem)
+    duplicate = _duplicate_key(node)
+    if duplicate is not None:
+        loc, line, first = duplicate
+        raise TeamFileError(
+            source, f"duplicate key (first at line {first})", line=line, field=_dotted(loc)
+        )
     if not isinstance(data, dict):
         kind = "empty" if data is None else type(data).__name__
         raise TeamFileError(source, f"a team file must be a mapping of fields, not {kind}", line=1)
@@ -420,9 +427,108 @@ def _shape_problem(data: Any) -> str | None:
     return None
 
 
+def _duplicate_key(node: yaml.Node | None) -> tuple[tuple[Any, ...], int, int] | None:
+    """The first key that a mapping repeats, as ``(loc, line, first line)``.
+
+    PyYAML keeps the last of two equal keys without a word, so a second ``roles:``
+    would silently replace the first. Merge keys (``<<``) are YAML's own way to
+    override and are not counted; a node shared through an alias is walked once.
+    """
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, tuple[Any, ...]]] = [(node, ())] if node is not None else []
+    while stack:
+        current, loc = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, yaml.MappingNode):
+            first: dict[tuple[str, str], int] = {}
+            children = []
+            for key, value in current.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    line = key.start_mark.line + 1
+                    if (key.tag, key.value) in first:
+                        return (*loc, key.value), line, first[key.tag, key.value]
+                    first[key.tag, key.value] = line
+                    children.append((value, (*loc, key.value)))
+            stack.extend(reversed(children))
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend((item, (*loc, i)) for i, item in reversed(list(enumerate(current.value))))
+    return None
+
+
 def team_json_schema() -> dict[str, Any]:
-    """JSON Schema of team files, for editors (``# yaml-language-server: $schema=...``)."""
+    """JSON Schema of team files, for editors (``# yaml-language-server: $schema=...``).
+
+    It accepts what :func:`load_spec` accepts (the ``strategy: gvr`` shorthand, role
+    keys that are kinds or instance names with ``role:``), lists the strategy names
+    and role kinds, and gives each strategy's options in a branch of its own, so an
+    editor completes ``samples:`` under ``self_consistency`` and flags it under ``gvr``.
+    Checks that need the whole team (a strategy's required roles) stay in the loader.
+    """
+    from concilium.graphs import STRATEGIES, strategy_module
+
     schema = TeamSpec.model_json_schema()
+    defs: dict[str, Any] = schema["$defs"]
+    branches: list[dict[str, Any]] = []
+    for name in STRATEGIES:
+        options = strategy_module(name).Options
+        sub = options.model_json_schema(ref_template="#/$defs/{model}")
+        for key, value in sub.pop("$defs", {}).items():
+            if defs.setdefault(key, value) != value:
+                raise RuntimeError(f"two schema definitions named {key!r}")  # a bug, not input
+        for model in _models_in(options):
+            _one_or_many(model, sub if model is options else defs[model.__name__])
+        branches.append({
+            "type": "object",
+            "title": name,
+            "description": " ".join((options.__doc__ or name).split()),
+            "properties": {"name": {"const": name}, **sub.get("properties", {})},
+            "required": ["name", *sub.get("required", [])],
+            "additionalProperties": False,
+        })
+    defs.pop("StrategySpec", None)
+    schema["properties"]["strategy"] = {
+        "title": "Strategy",
+        "description": "A strategy name, or {name: <strategy>, <its options>}.",
+        "anyOf": [{"type": "string", "enum": list(STRATEGIES)}, *branches],
+    }
+    kind = {"type": "string", "enum": list(ROLE_KINDS)}
+    role = defs["RoleSpec"]["properties"]["role"]
+    role["anyOf"] = [kind, {"type": "null"}]
+    schema["properties"]["roles"] = {
+        "title": "Roles",
+        "description": "Role instances by key: a role kind, or any name with `role: <kind>`.",
+        "type": "object",
+        "properties": {k: {"$ref": "#/$defs/RoleSpec"} for k in ROLE_KINDS},
+        "additionalProperties": {
+            "allOf": [{"$ref": "#/$defs/RoleSpec"}],
+            "required": ["role"],
+            "properties": {"role": kind},
+        },
+    }
     schema["$id"] = SCHEMA_URL
     schema["title"] = "concilium team"
     return schema
+
+
+def _models_in(model: type[BaseModel]) -> list[type[BaseModel]]:
+    """``model`` and the models its fields hold (e.g. a graph's ``Edge``), depth first."""
+    found = [model]
+    for field in model.model_fields.values():
+        for arg in (field.annotation, *typing.get_args(field.annotation)):
+            if isinstance(arg, type) and issubclass(arg, BaseModel) and arg not in found:
+                found += [m for m in _models_in(arg) if m not in found]
+    return found
+
+
+def _one_or_many(model: type[BaseModel], schema: dict[str, Any]) -> None:
+    """A list field with a ``_one_or_many`` before-validator takes one item too: say so."""
+    for decorator in model.__pydantic_decorators__.field_validators.values():
+        if decorator.cls_var_name != "_one_or_many":
+            continue
+        for name in decorator.info.fields:
+            key = model.model_fields[name].alias or name
+            prop = schema["properties"][key]
+            array = {k: prop.pop(k) for k in ("type", "items", "minItems") if k in prop}
+            prop["anyOf"] = [array["items"], array]
