@@ -56,6 +56,8 @@ ROLE_KINDS: tuple[str, ...] = (
     "generator", "verifier", "critic", "refiner", "debater", "judge", "moderator", "reflector"
 )
 """Role kinds a team may use; a strategy states which of them it needs."""
+PROGRAM_AIDED_KINDS: tuple[str, ...] = ("generator", "debater", "refiner")
+"""Role kinds that can write a program instead of an answer (``program_aided``)."""
 
 
 class _Strict(BaseModel):
@@ -88,9 +90,9 @@ class RoleSpec(_Strict):
     )
     program_aided: Literal["expression", "python"] | None = Field(
         None,
-        description="Generator or debater only: the model writes an arithmetic expression "
-        "(run by the calculator) or a Python program (run in the sandbox) and what it "
-        "prints becomes the answer.",
+        description="Generator, debater or refiner only: the model writes an arithmetic "
+        "expression (run by the calculator) or a Python program (run in the sandbox) and "
+        "what it prints becomes the answer.",
     )
 
     @field_validator("tools")
@@ -206,10 +208,10 @@ class TeamSpec(_Strict):
                 )
             if role.check is not None and kind != "verifier":
                 raise ValueError(f"roles.{key}.check: only a verifier has `check`")
-            if role.program_aided is not None and kind not in ("generator", "debater"):
+            if role.program_aided is not None and kind not in PROGRAM_AIDED_KINDS:
                 raise ValueError(
-                    f"roles.{key}.program_aided: only a generator or a debater can be "
-                    "program-aided"
+                    f"roles.{key}.program_aided: only a generator, a debater or a refiner "
+                    "can be program-aided"
                 )
         return self
 
