@@ -18,10 +18,11 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -110,27 +111,20 @@ def _check_headers(headers: dict[str, str] | None) -> dict[str, str] | None:
     return headers
 
 
-class _Endpoint(_Strict):
-    """Where a model is served and how to authenticate, without the key itself."""
-
-    api_base: str | None = Field(
-        None, description="URL of the server (vLLM, Ollama, llama.cpp, LM Studio, a LiteLLM "
-        "proxy), e.g. http://gpu-box:8000/v1; default: the provider's usual one.",
-    )
-    api_key_env: str | None = Field(
-        None, description="NAME of the environment variable that holds the API key (never the "
-        "key itself). With an api_base and no api_key_env no key is sent.",
-    )
-    extra_headers: dict[str, str] | None = Field(
-        None, description="HTTP headers sent with each call (not for keys: use api_key_env).",
-    )
-
-    _api_base = field_validator("api_base")(_check_api_base)
-    _api_key_env = field_validator("api_key_env")(_check_key_env)
-    _extra_headers = field_validator("extra_headers")(_check_headers)
+ApiBase = Annotated[str | None, AfterValidator(_check_api_base), Field(
+    description="URL of the server (vLLM, Ollama, llama.cpp, LM Studio, a LiteLLM proxy), "
+    "e.g. http://gpu-box:8000/v1; default: the provider's usual one.",
+)]
+ApiKeyEnv = Annotated[str | None, AfterValidator(_check_key_env), Field(
+    description="NAME of the environment variable that holds the API key (never the key "
+    "itself). An api_base without one gets no real key, not the provider's usual variable.",
+)]
+ExtraHeaders = Annotated[dict[str, str] | None, AfterValidator(_check_headers), Field(
+    description="HTTP headers sent with each call (not for keys: use api_key_env).",
+)]
 
 
-class FallbackSpec(_Endpoint):
+class FallbackSpec(_Strict):
     """A fallback on its own server: ``{model, api_base, api_key_env, extra_headers}``.
 
     Unlike a fallback written as a model string (which goes where its role's model
@@ -138,9 +132,12 @@ class FallbackSpec(_Endpoint):
     """
 
     model: str = Field(description="litellm model string.")
+    api_base: ApiBase = None
+    api_key_env: ApiKeyEnv = None
+    extra_headers: ExtraHeaders = None
 
 
-class RoleSpec(_Endpoint):
+class RoleSpec(_Strict):
     """One role instance: which kind it is, which model it calls, where and how."""
 
     role: str | None = Field(None, description="Role kind; defaults to the key in `roles`.")
@@ -152,8 +149,27 @@ class RoleSpec(_Endpoint):
         "role's model is (same api_base, key and headers); {model, api_base, api_key_env, "
         "extra_headers} names its own server.",
     )
+    api_base: ApiBase = None
+    api_key_env: ApiKeyEnv = None
+    extra_headers: ExtraHeaders = None
     timeout_s: float | None = Field(
         None, gt=0.0, description="Timeout of one call of this role; default: retry.timeout_s.",
+    )
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(256, gt=0, le=32_768)
+    prompt: PromptSpec | None = None
+    tools: list[str] = Field(default_factory=list, description="Tool names the role may use.")
+    check: Literal["llm", "calculator", "tests", "reference"] | None = Field(
+        None,
+        description="Verifier only: judge with the model (llm) or a tool: calculator, tests "
+        "(run the code answer with the task's tests in the sandbox), reference (compare "
+        "with the known answer).",
+    )
+    program_aided: Literal["expression", "python"] | None = Field(
+        None,
+        description="Generator, debater or refiner only: the model writes an arithmetic "
+        "expression (run by the calculator) or a Python program (run in the sandbox) and "
+        "what it prints becomes the answer.",
     )
 
     @field_validator("fallbacks", mode="before")
@@ -183,22 +199,6 @@ class RoleSpec(_Endpoint):
                 raise ValueError(f"entry {i}: a model string or a mapping "
                                  "{model, api_base, api_key_env, extra_headers}")
         return read
-    temperature: float = Field(0.0, ge=0.0, le=2.0)
-    max_tokens: int = Field(256, gt=0, le=32_768)
-    prompt: PromptSpec | None = None
-    tools: list[str] = Field(default_factory=list, description="Tool names the role may use.")
-    check: Literal["llm", "calculator", "tests", "reference"] | None = Field(
-        None,
-        description="Verifier only: judge with the model (llm) or a tool: calculator, tests "
-        "(run the code answer with the task's tests in the sandbox), reference (compare "
-        "with the known answer).",
-    )
-    program_aided: Literal["expression", "python"] | None = Field(
-        None,
-        description="Generator, debater or refiner only: the model writes an arithmetic "
-        "expression (run by the calculator) or a Python program (run in the sandbox) and "
-        "what it prints becomes the answer.",
-    )
 
     @field_validator("tools")
     @classmethod
@@ -284,7 +284,7 @@ class MemorySpec(_Strict):
     )
 
 
-class TeamSpec(_Endpoint):
+class TeamSpec(_Strict):
     """A whole team file. ``api_base``, ``api_key_env`` and ``extra_headers`` here are every
     role's defaults; a role that sets its own ``api_base`` takes none of them (a key never
     follows a role to a server it was not named for)."""
@@ -293,6 +293,9 @@ class TeamSpec(_Endpoint):
     description: str = ""
     strategy: StrategySpec
     model: str | None = Field(None, description="Default model of every role.")
+    api_base: ApiBase = None
+    api_key_env: ApiKeyEnv = None
+    extra_headers: ExtraHeaders = None
     roles: dict[str, RoleSpec] = Field(default_factory=dict)
     answer: AnswerSpec = AnswerSpec()
     limits: LimitsSpec = LimitsSpec()
