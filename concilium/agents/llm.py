@@ -350,7 +350,8 @@ async def chat(
         cache: where replies are looked up first and stored after (only when
             ``cache.accepts(temperature)``); a hit makes no model call.
         api_base: the server of ``model`` (a vLLM, Ollama or proxy URL); default: litellm's.
-        api_key: the key for that server; default: the provider's usual variable.
+        api_key: the key for that server; default: the provider's usual variable, or
+            :data:`NO_KEY` when ``api_base`` is given.
         extra_headers: HTTP headers sent with each call to ``model``.
 
     Returns:
