@@ -158,11 +158,15 @@ class Team:
         return str(self.compile().get_graph().draw_mermaid())
 
     def check_models(self) -> None:
-        """Refuse a model string litellm cannot route, naming the file, line and field.
+        """Refuse a model string litellm cannot route, or a key variable that is not set,
+        naming the file, line and field.
 
         Raises:
-            TeamFileError: a role, fallback or default model has an unknown provider.
+            TeamFileError: a role, fallback or default model has an unknown provider, or an
+                ``api_key_env`` names a variable the environment does not have.
         """
+        import os
+
         from concilium.agents.llm import unknown_provider
         from concilium.settings import get_settings
 
@@ -172,12 +176,19 @@ class Team:
         ]
         for key, role in self.spec.roles.items():
             fields.append((("roles", key, "model"), role.model or default))
-            fields += [(("roles", key, "fallbacks", i), m) for i, m in enumerate(role.fallbacks)]
+            fields += [(("roles", key, "fallbacks", i), m if isinstance(m, str) else m.model)
+                       for i, m in enumerate(role.fallbacks)]
         for loc, model in fields:
             problem = unknown_provider(model)
             if problem is not None:
                 source = self.source or "<team>"
                 raise TeamFileError(source, problem, line=locate(self.source, loc),
+                                    field=".".join(map(str, loc)))
+        for loc, whose, name in self.spec.key_envs():  # before any call is paid for
+            if not os.environ.get(name):
+                raise TeamFileError(self.source or "<team>", f"{name} is not set in the "
+                                    f"environment (the API key of {whose}); export "
+                                    f"{name}=<the key>", line=locate(self.source, loc),
                                     field=".".join(map(str, loc)))
 
     def recursion_limit(self) -> int:
