@@ -286,10 +286,10 @@ class DictCache:
     def accepts(self, temperature: float) -> bool:
         return temperature == 0.0
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    async def get(self, key: str) -> dict[str, Any] | None:
         return self.data.get(key)
 
-    def put(self, key: str, value: dict[str, Any]) -> None:
+    async def put(self, key: str, value: dict[str, Any]) -> None:
         self.data[key] = value
 
 
