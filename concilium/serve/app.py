@@ -129,17 +129,26 @@ class BodyLimit:
             await self._refuse(scope, receive, send)
             return
         seen = 0
+        over = False
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    over = True
                     raise self._error()
             return message
 
-        await self.app(scope, limited, send)
+        async def sending(message: Message) -> None:
+            # The app answers a body it could not read with its own error; ours replaces it.
+            if not over:
+                await send(message)
+            elif message["type"] == "http.response.start":
+                await self._refuse(scope, receive, send)
+
+        await self.app(scope, limited, sending)
 
     def _error(self) -> ApiError:
         return ApiError(413, f"request body larger than {self.max_bytes} bytes",
@@ -176,6 +185,9 @@ def create_app(config: ServeConfig | Path | str | None = None) -> FastAPI:
         description="Teams of LLM agents as a service: OpenAI-compatible /v1 (a team is a "
         "model), a runs API with live events, and a web run viewer.",
         lifespan=lifespan,
+        openapi_url=None,  # served below, behind the key like everything but /health
+        docs_url=None,
+        redoc_url=None,
         responses={401: {"model": _error_model(), "description": "Missing or wrong API key"}},
     )
     app.state.api_key = config.api_key or None
@@ -188,6 +200,10 @@ def create_app(config: ServeConfig | Path | str | None = None) -> FastAPI:
     async def health() -> dict[str, Any]:
         return {"status": "ok", "teams": len(registry.names()),
                 "running": sum(1 for r in manager.live() if not r.done)}
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_key)])
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
 
     from concilium.serve import api, chat, viewer
 
