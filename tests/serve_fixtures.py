@@ -93,13 +93,13 @@ def write_teams(where: Path, scripts: Path, teams: dict[str, dict[str, Any]] | N
 
 def start_server(tmp_path: Path, *, key: str | None = None, args: tuple[str, ...] = (),
                  env: dict[str, str] | None = None, teams: Path | None = None,
-                 name: str = "server") -> Server:
+                 name: str = "server", home: Path | None = None) -> Server:
     root = tmp_path / name
     scripts = tmp_path / "scripts"
     if teams is None:
         teams = write_teams(tmp_path / "teams", scripts)
     port = free_port()
-    full_env = {**os.environ, "CONCILIUM_HOME": str(root / "home"),
+    full_env = {**os.environ, "CONCILIUM_HOME": str(home or root / "home"),
                 "CONCILIUM_SCRIPTS_DIR": str(scripts), "CONCILIUM_REDIS_URL": "",
                 "CONCILIUM_MODEL": "scripted/quick", **(env or {})}
     full_env.pop("CONCILIUM_API_KEY", None)

@@ -266,7 +266,7 @@ def _merge(summary: Any, live: Any) -> Any:
     if live is None:
         return summary
     update: dict[str, Any] = {"live": not live.done}
-    if live.status == "cancelled":
+    if live.status == "cancelled" and summary.status in ("failed", "running"):
         update.update(status="cancelled", error=live.error)
     return summary.model_copy(update=update)
 

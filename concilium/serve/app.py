@@ -203,7 +203,7 @@ def create_app(config: ServeConfig | Path | str | None = None) -> FastAPI:
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_key)])
     async def openapi() -> JSONResponse:
-        return JSONResponse(app.openapi())
+        return JSONResponse(_with_team_examples(app.openapi(), registry.names()))
 
     from concilium.serve import api, chat, viewer
 
@@ -211,6 +211,17 @@ def create_app(config: ServeConfig | Path | str | None = None) -> FastAPI:
     app.include_router(api.router, dependencies=[Depends(require_key)])
     app.include_router(viewer.router)
     return app
+
+
+def _with_team_examples(document: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """The document with this server's team names as examples of ``model`` and ``team``,
+    so clients (and fuzzers) see which values reach a team."""
+    schemas = document.get("components", {}).get("schemas", {})
+    for schema, field in (("ChatRequest", "model"), ("RunRequest", "team")):
+        prop = schemas.get(schema, {}).get("properties", {}).get(field)
+        if prop is not None:
+            prop["examples"] = names
+    return document
 
 
 def _error_model() -> Any:
