@@ -117,7 +117,7 @@ async def list_runs(
 @router.get("/runs/{run_id}", response_model=RunDetail, summary="A run: its result and steps.")
 async def get_run(request: Request, run_id: RunId) -> RunDetail:
     live = request.app.state.runs.get(run_id)
-    row = await asyncio.to_thread(_ledger_row, run_id, steps=True)
+    row = await asyncio.to_thread(_ledger_row, run_id)
     if row is not None and (live is None or live.done):
         detail = RunDetail(**_row_summary(row).model_dump(),
                            steps=[redact_obj(_step_json(s)) for s in row.steps])
@@ -136,7 +136,7 @@ async def run_events(request: Request, run_id: RunId) -> StreamingResponse:
     if live is not None:
         events = live.follow()
     else:
-        row = await asyncio.to_thread(_ledger_row, run_id, steps=True)
+        row = await asyncio.to_thread(_ledger_row, run_id)
         if row is None:
             raise ApiError(404, f"no run {run_id!r}", "not_found_error", param="run_id")
         events = _stored_events(row)
@@ -176,26 +176,27 @@ async def resume(request: Request, run_id: RunId,
     if team is None:
         raise ApiError(409, f"run {run_id!r} is of team {row.team!r}, which this server "
                        "does not serve", code="team_not_served")
+    if row.status == "ok":
+        raise ApiError(409, f"run {run_id!r} already finished", code="run_finished")
     limits = {k: v for k, v in (body.model_dump() if body else {}).items() if v is not None}
-    started = asyncio.get_running_loop().create_future()
+    refused: list[BaseException] = []
 
     async def work(on_step: Any) -> Any:
-        try:
-            result = await resume_run(run_id, on_step=on_step, limits=limits or None)
-        except BaseException as error:
-            if not started.done():
-                started.set_exception(error)
-            raise
-        return result
+        from concilium.errors import ConfigError
 
+        try:
+            return await resume_run(run_id, on_step=on_step, limits=limits or None)
+        except ConfigError as error:  # no checkpoint, running elsewhere
+            refused.append(error)
+            raise
+
+    previous = manager.get(run_id)
     run = manager.start(run_id, team, row.task, work)
     # A run that cannot be resumed fails at once: answer that, not a 202.
-    from concilium import ConciliumError
-
-    done, _ = await asyncio.wait({run.task_handle}, timeout=0.5)
-    if done and isinstance(started.exception() if started.done() else None, ConciliumError):
-        error = started.exception()
-        raise ApiError(409, str(error), code="not_resumable")
+    await asyncio.wait({run.task_handle}, timeout=0.5)
+    if refused:
+        manager.restore(run_id, previous)
+        raise ApiError(409, str(refused[0]), code="not_resumable")
     return RunStarted(run_id=run_id, team=team.name, url=f"/runs/{run_id}",
                       events=f"/runs/{run_id}/events")
 
@@ -211,8 +212,8 @@ def _ledger_rows(team: str | None, status: str | None, limit: int) -> list[Any]:
     return list_runs(Memory.open(redis_url=False).db, team=team, status=status, limit=limit)
 
 
-def _ledger_row(run_id: str, *, steps: bool = False) -> Any:
-    """The ledger's run ``run_id`` (exact id), or ``None``."""
+def _ledger_row(run_id: str) -> Any:
+    """The ledger's run ``run_id`` (exact id, with its steps), or ``None``."""
     from concilium.memory.ledger import AmbiguousRunId, find_run
     from concilium.memory.store import Memory
 
@@ -319,7 +320,7 @@ async def _follow_elsewhere(run_id: str, after: int) -> AsyncIterator[dict[str, 
     deadline = time.monotonic() + FOLLOW_S
     while time.monotonic() < deadline:  # no Redis: the ledger, polled
         await asyncio.sleep(POLL_S)
-        row = await asyncio.to_thread(_ledger_row, run_id, steps=True)
+        row = await asyncio.to_thread(_ledger_row, run_id)
         if row is None:
             return
         for step in row.steps:

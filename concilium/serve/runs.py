@@ -152,6 +152,13 @@ class RunManager:
         self._prune()
         return run
 
+    def restore(self, run_id: str, previous: LiveRun | None) -> None:
+        """Put back what was known of ``run_id`` before a start that was refused."""
+        if previous is None:
+            self._runs.pop(run_id, None)
+        else:
+            self._runs[run_id] = previous
+
     def busy(self, run_id: str) -> bool:
         run = self._runs.get(run_id)
         return run is not None and not run.done
