@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -120,13 +121,34 @@ def test_teams_give_spec_and_graph(server: Server) -> None:
         assert client.get("/teams/gvr").json()["name"] == "gvr-scripted"  # the file stem
 
 
-def test_two_processes_share_the_ledger(serve: Callable[..., Server],
-                                        tmp_path: Path) -> None:
-    """A run started on one server is listed and followed live from another, and resumed
-    there after the first one cancelled it."""
+@pytest.fixture(params=["ledger", "redis"])
+def shared_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """What two servers share besides the database: nothing, or a Redis (own prefix)."""
+    if request.param == "ledger":
+        yield {}
+        return
+    from memory_fixtures import REDIS_TEST_URL, redis_reachable
+
+    why = redis_reachable()
+    if why is not None:
+        pytest.skip(why)
+    prefix = f"concilium-test:{uuid.uuid4().hex[:10]}:"
+    yield {"CONCILIUM_REDIS_URL": REDIS_TEST_URL, "CONCILIUM_REDIS_PREFIX": prefix}
+    import redis
+
+    client = redis.Redis.from_url(REDIS_TEST_URL)
+    for key in client.scan_iter(match=prefix + "*", count=500):
+        client.delete(key)
+    client.close()
+
+
+def test_two_processes_share_the_ledger(serve: Callable[..., Server], tmp_path: Path,
+                                        shared_env: dict[str, str]) -> None:
+    """A run started on one server is listed and followed live from another (from the
+    polled ledger, or from Redis), and resumed there after the first one cancelled it."""
     home = tmp_path / "shared-home"
-    first = serve(home=home, name="first")
-    second = serve(home=home, name="second")
+    first = serve(home=home, name=f"first-{tmp_path.name}", env=shared_env)
+    second = serve(home=home, name=f"second-{tmp_path.name}", env=shared_env)
     with first.client() as a, second.client() as b:
         run_id = a.post("/runs", json={"team": "gvr-scripted", "task": TASK}).json()["run_id"]
         deadline = time.monotonic() + 30
@@ -134,7 +156,7 @@ def test_two_processes_share_the_ledger(serve: Callable[..., Server],
             assert time.monotonic() < deadline
             time.sleep(0.05)
         followed = []
-        for event in events(b, run_id):  # from the ledger, polled: no Redis here
+        for event in events(b, run_id):
             followed.append(event)
             if event["type"] == "step" and event["seq"] == 2:
                 break
