@@ -181,6 +181,6 @@ def test_schemathesis_finds_no_server_error(server: Server, tmp_path: Path) -> N
          "--phases", "examples,coverage,fuzzing", "--request-timeout", "60",
          "--generation-deterministic", "--no-color",
          "--report", "junit", "--report-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=900)
+        capture_output=True, text=True, timeout=900, cwd=tmp_path)  # its cache goes there
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "passed" in done.stdout and "failed" not in done.stdout.split("SUMMARY")[-1]
