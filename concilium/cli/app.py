@@ -12,6 +12,7 @@ from concilium.cli import eval as eval_cmd
 from concilium.cli import memory as memory_cmd
 from concilium.cli import run as run_cmd
 from concilium.cli import runs as runs_cmd
+from concilium.cli import serve as serve_cmd
 from concilium.cli import stats as stats_cmd
 from concilium.cli import teams as teams_cmd
 
@@ -24,6 +25,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.command("run")(run_cmd.run_command)
+app.command("serve")(serve_cmd.serve_command)
 eval_cmd.register(app)
 app.add_typer(teams_cmd.app, name="teams")
 app.add_typer(runs_cmd.app, name="runs")

@@ -1,0 +1,185 @@
+"""Runs this server process is running, and their live events.
+
+Every run goes through the public facade (``Team.arun``, ``concilium.resume_run``),
+so a served run recalls, records, checkpoints and budgets exactly like a CLI run;
+this module only keeps, per live run, the list of its events (start, each step,
+end) and wakes whoever is streaming them. A run is an ``asyncio`` task of the
+server's loop: a client that goes away does not stop it, ``cancel`` does.
+
+Events have the shape of the Redis run stream's (``concilium runs follow``), so a
+viewer reads a run the same way whether it is live here, in another process, or
+only in the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from concilium.secrets import redact, redact_obj
+
+__all__ = ["LiveRun", "RunManager", "end_event", "step_event"]
+
+KEEP_FINISHED = 200
+"""Finished runs kept in memory (for their events); older ones are read from the ledger."""
+
+
+def step_event(seq: int, step: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "step", "seq": seq, "step": redact_obj(dict(step))}
+
+
+def end_event(result: Any | None, *, status: str, error: str | None = None) -> dict[str, Any]:
+    """The ``run_end`` event of a result (or of a run that raised before it had one)."""
+    if result is None:
+        return {"type": "run_end", "status": status, "error": redact(error or "")}
+    usage = result.usage
+    return {"type": "run_end", "status": result.status, "stop_reason": result.stop_reason,
+            "answer": result.answer, "answer_text": result.answer_text,
+            "correct": result.correct, "llm_calls": usage.llm_calls,
+            "tool_calls": usage.tool_calls, "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens, "cost": usage.cost,
+            "wall_ms": result.wall_ms, "error": redact(result.error or "") or None}
+
+
+@dataclass
+class LiveRun:
+    """One run of this process: its events so far, its task, its outcome."""
+
+    run_id: str
+    team: str
+    strategy: str
+    task: str
+    events: list[dict[str, Any]] = field(default_factory=list)
+    status: str = "running"
+    result: Any = None
+    error: str | None = None
+    started: float = field(default_factory=time.time)
+    task_handle: asyncio.Task[Any] | None = None
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def done(self) -> bool:
+        return self.status != "running"
+
+    def add(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        return [e["step"] for e in self.events if e.get("type") == "step"]
+
+    async def follow(self, *, after: int = 0) -> AsyncIterator[dict[str, Any]]:
+        """Every event from the ``after``-th on, then each new one, until ``run_end``."""
+        index = after
+        while True:
+            waiter = self._changed
+            while index < len(self.events):
+                event = self.events[index]
+                index += 1
+                yield event
+                if event.get("type") == "run_end":
+                    return
+            if self.done and index >= len(self.events):
+                return
+            await waiter.wait()
+
+
+class RunManager:
+    """Starts runs as tasks of the server's event loop and keeps their events."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, LiveRun] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def get(self, run_id: str) -> LiveRun | None:
+        return self._runs.get(run_id)
+
+    def live(self) -> list[LiveRun]:
+        return list(self._runs.values())
+
+    def start(
+        self, run_id: str, team: Any, task: str,
+        work: Callable[[Callable[[dict[str, Any]], None]], Awaitable[Any]],
+    ) -> LiveRun:
+        """Run ``work(on_step)`` as a task; its steps and outcome become ``run``'s events."""
+        loop = asyncio.get_running_loop()
+        run = LiveRun(run_id=run_id, team=team.name, strategy=team.spec.strategy.name,
+                      task=redact(task))
+        run.add({"type": "run_start", "id": run_id, "team": run.team,
+                 "strategy": run.strategy, "task": run.task, "status": "running"})
+        seq = 0
+        thread = threading.get_ident()
+
+        def on_step(step: dict[str, Any]) -> None:
+            nonlocal seq
+            if threading.get_ident() != thread:  # a tool ran in a worker thread
+                loop.call_soon_threadsafe(on_step, step)
+                return
+            seq += 1
+            run.add(step_event(seq, step))
+
+        async def drive() -> Any:
+            from concilium import RunFailed
+
+            try:
+                result = await work(on_step)
+            except RunFailed as failed:
+                run.result, run.status, run.error = failed.result, "failed", str(failed)
+                run.add(end_event(failed.result, status="failed"))
+                raise
+            except asyncio.CancelledError:
+                run.status, run.error = "cancelled", "cancelled by a client"
+                run.add(end_event(None, status="cancelled", error=run.error))
+                raise
+            except Exception as error:
+                run.status, run.error = "failed", redact(f"{type(error).__name__}: {error}")
+                run.add(end_event(None, status="failed", error=run.error))
+                raise
+            run.result, run.status = result, result.status
+            run.add(end_event(result, status=result.status))
+            return result
+
+        run.task_handle = loop.create_task(drive(), name=f"concilium-run-{run_id}")
+        run.task_handle.add_done_callback(_quiet)
+        self._runs[run_id] = run
+        self._prune()
+        return run
+
+    def restore(self, run_id: str, previous: LiveRun | None) -> None:
+        """Put back what was known of ``run_id`` before a start that was refused."""
+        if previous is None:
+            self._runs.pop(run_id, None)
+        else:
+            self._runs[run_id] = previous
+
+    def busy(self, run_id: str) -> bool:
+        run = self._runs.get(run_id)
+        return run is not None and not run.done
+
+    def _prune(self) -> None:
+        finished = [r for r in self._runs.values() if r.done]
+        for run in finished[: max(0, len(finished) - KEEP_FINISHED)]:
+            self._runs.pop(run.run_id, None)
+
+    async def cancel_all(self) -> None:
+        """Cancel every live run (server shutdown); each stays resumable from its checkpoint."""
+        handles = [r.task_handle for r in self._runs.values()
+                   if r.task_handle is not None and not r.task_handle.done()]
+        for handle in handles:
+            handle.cancel()
+        for handle in handles:
+            with contextlib.suppress(BaseException):
+                await handle
+
+
+def _quiet(task: asyncio.Task[Any]) -> None:
+    """Retrieve a run task's exception: it is already an event, not an unhandled error."""
+    if not task.cancelled():
+        task.exception()
