@@ -403,16 +403,16 @@ def test_sigkill_mid_run_then_resume(tmp_path: Path) -> None:
         wait_for(lambda: journal_rows(home, "killme") >= 6, process=first,
                  what="6 calls of run 'killme' in its journal")
         busy = concilium("runs", "resume", "killme", env=env)  # it is alive: refused
-        _, busy_err = busy.communicate(timeout=120)
+        _, busy_err = busy.communicate(timeout=600)
         assert busy.returncode == 2 and "is running in another process" in busy_err, busy_err
     finally:
         first.send_signal(signal.SIGKILL)
-        first.communicate(timeout=60)
+        first.communicate(timeout=600)
     assert first.returncode == -signal.SIGKILL
     assert calls(log) == 6
 
     second = concilium("runs", "resume", "killme", "--json", env=env)
-    out, err = second.communicate(timeout=120)
+    out, err = second.communicate(timeout=600)
     assert second.returncode == 0, err
     result = json.loads(out)
     lines = [json.loads(line) for line in log.read_text().splitlines()]
@@ -424,7 +424,7 @@ def test_sigkill_mid_run_then_resume(tmp_path: Path) -> None:
         ["generator"] + ["verifier", "refiner"] * 12 + ["verifier"])
 
     shown = concilium("runs", "show", "killme", "--json", env=env)
-    ledger = json.loads(shown.communicate(timeout=60)[0])
+    ledger = json.loads(shown.communicate(timeout=600)[0])
     assert ledger["status"] == "ok" and ledger["llm_calls"] == 26
     uids = [s["uid"] for s in ledger["steps"]]
     assert len(uids) == 26 == len(set(uids))
@@ -449,16 +449,16 @@ def test_ctrl_c_says_how_to_resume_and_resume_finishes(tmp_path: Path) -> None:
                  what="2 calls of run 'ctrl-c' in its journal")
     finally:
         first.send_signal(signal.SIGINT)
-        _, err = first.communicate(timeout=60)
+        _, err = first.communicate(timeout=600)
     assert first.returncode == 130, err
     assert "interrupted; finish it with: concilium runs resume ctrl-c" in err
     assert "Traceback" not in err
     assert calls(log) == 2
     second = concilium("runs", "resume", "ctrl-c", "--json", env=env)
-    out, err = second.communicate(timeout=120)
+    out, err = second.communicate(timeout=600)
     assert second.returncode == 0, err
     # 1 generator + 2 x (verifier, refiner) + the last verifier, each made once.
     assert json.loads(out)["usage"]["llm_calls"] == 6 == calls(log)
     third = concilium("runs", "resume", "ctrl-c", env=env)
-    _, err = third.communicate(timeout=60)
+    _, err = third.communicate(timeout=600)
     assert third.returncode == 2 and "already finished" in err and "Traceback" not in err

@@ -190,7 +190,7 @@ def test_ctrl_c_leaves_a_valid_partial_result_that_resumes(tmp_path: Path,
                  what="3 items in items.jsonl", process=process)
     finally:
         process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=300)  # it still writes the report
+        stdout, stderr = process.communicate(timeout=600)  # it still writes the report
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr and "(partial)" in stdout
     lines = results.read_text().splitlines()

@@ -82,7 +82,7 @@ def _first_runs(tmp_path: Path, url: str | None) -> str:
     try:
         for n, run in enumerate(runs):
             wait_for(lambda n=n: (tmp_path / f"ready-{n}").exists(), process=run,
-                     what=f"run {n} at the start line", timeout=300)
+                     what=f"run {n} at the start line")
         go.touch()
         for n, run in enumerate(runs):
             out, err = run.communicate(timeout=600)
@@ -173,7 +173,7 @@ def test_a_database_error_at_start_is_one_line(tmp_path: Path, case: str,
     team.write_text(json.dumps(TEAM))
     done = subprocess.run([sys.executable, "-c", AT_THE_LINE, str(tmp_path / "ready"),
                            str(tmp_path / "ready"), "run", str(team), TASK, "-q"],
-                          env=env, text=True, capture_output=True, timeout=300)
+                          env=env, text=True, capture_output=True, timeout=600)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and done.stdout == "", done.stderr
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
