@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["DEADLINE_S", "wait_for", "wait_for_async"]
+__all__ = ["DEADLINE_S", "peak_in_flight", "wait_for", "wait_for_async"]
 
 T = TypeVar("T")
 
@@ -92,3 +92,24 @@ def _stderr_tail(process: subprocess.Popen[Any]) -> str:
         return ""
     text = err.decode(errors="replace") if isinstance(err, bytes) else (err or "")
     return "; its stderr ends:\n" + text[-2000:] if text.strip() else ""
+
+
+def peak_in_flight(script: Any, latency_s: float) -> Callable[[], int]:
+    """Make a scripted model's calls take ``latency_s``; returns how many were ever in
+    flight at once.
+
+    Concurrency as an event, not a stopwatch: "4 calls were answering together" holds
+    on any machine, "4 calls of 0.2 s took under 1 s" does not on a busy one.
+    """
+    import itertools
+
+    started = itertools.count(1)
+    peak = 0
+
+    def latency(_call: Any) -> float:
+        nonlocal peak
+        peak = max(peak, next(started) - script.count())  # count(): calls answered so far
+        return latency_s
+
+    script.latency_s = latency
+    return lambda: peak
