@@ -10,11 +10,18 @@ masked in what the saver writes (:class:`RedactingSerializer`), as in the ledger
 
 A saver is opened per run (an ``async with``): aiosqlite and psycopg connections
 belong to one event loop, and a run is the unit a service embeds.
+
+The saver's setup (its tables and migrations) runs under the ledger's schema lock
+(:func:`concilium.memory.db.schema_lock`), so processes starting together on a new
+database never race to create the same table or record the same migration. A
+database that cannot be reached or set up is one :class:`ConfigError` line.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -34,9 +41,9 @@ def thread_config(run_id: str) -> dict[str, Any]:
 
 def checkpoint_path(url: str) -> Path | None:
     """The SQLite checkpoint file for a ledger URL (``None``: not a SQLite file)."""
-    from sqlalchemy import make_url
+    from concilium.memory.db import parse_url
 
-    parsed = make_url(url)
+    parsed = parse_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     return Path(str(parsed.database)).with_name("checkpoints.db")
@@ -48,26 +55,32 @@ async def open_checkpointer(url: str | None = None) -> AsyncIterator[Any]:
 
     Raises:
         MissingDependencyError: PostgreSQL without ``concilium[postgres]`` installed.
+        ConfigError: the database cannot be reached or its checkpoint tables set up.
     """
-    from sqlalchemy import make_url
+    from concilium.memory.db import parse_url
 
     if url is None:
         from concilium.settings import get_settings
 
         url = get_settings().sqlalchemy_url()
-    parsed = make_url(url)
+    parsed = parse_url(url)
     if parsed.get_backend_name() == "postgresql":
         try:
+            import psycopg
             from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
         except ImportError:
             raise MissingDependencyError(
                 "checkpoints in PostgreSQL need langgraph-checkpoint-postgres; "
                 "install it with: pip install 'concilium[postgres]'") from None
         dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-        async with AsyncPostgresSaver.from_conn_string(dsn) as saver:
-            if url not in _ready:
-                await saver.setup()
-                _ready.add(url)
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                saver = await stack.enter_async_context(AsyncPostgresSaver.from_conn_string(dsn))
+                if url not in _ready:
+                    await _set_up_postgres(saver)
+                    _ready.add(url)
+            except psycopg.Error as error:
+                raise _unusable(url, error) from None
             yield _redacting(saver)
         return
     path = checkpoint_path(url)
@@ -76,18 +89,98 @@ async def open_checkpointer(url: str | None = None) -> AsyncIterator[Any]:
 
         yield _redacting(_memory_savers.setdefault(url, InMemorySaver()))
         return
+    import sqlite3
+
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
+    async with contextlib.AsyncExitStack() as stack:
         try:
-            await saver.setup()  # cheap after the first time (CREATE TABLE IF NOT EXISTS)
-            # WAL with synchronous=NORMAL, as the ledger: a commit survives the process
-            # being killed (what resume is for); only a power cut can lose the newest ones.
-            await saver.conn.execute("PRAGMA synchronous=NORMAL")
-            yield _redacting(saver)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Opened once here first: aiosqlite's thread outlives a failed connect and
+            # then trips over the closed event loop, with a traceback of its own.
+            sqlite3.connect(path).close()
+            saver = await stack.enter_async_context(AsyncSqliteSaver.from_conn_string(str(path)))
+            stack.push_async_callback(_roll_back_unfinished, saver.conn)
+            await _set_up_sqlite(saver, url)
+        except (sqlite3.Error, OSError) as error:
+            raise _unusable(url, error) from None
+        yield _redacting(saver)
+
+
+async def _set_up_postgres(saver: Any) -> None:
+    """Create the saver's tables and run its migrations, one process at a time.
+
+    ``AsyncPostgresSaver.setup`` is not safe to run from two processes at once: both
+    read "no migration yet" and both insert migration 0 (a UniqueViolation on
+    ``checkpoint_migrations_pkey``). Under the schema lock the second one finds every
+    migration done. The lock is polled: a blocked wait would deadlock with the saver's
+    ``CREATE INDEX CONCURRENTLY`` (see :func:`concilium.memory.db.schema_lock`).
+    """
+    from concilium.memory.db import SCHEMA_LOCK, _lock_key, _schema_lock_timeout
+    from concilium.memory.db import SCHEMA_LOCK_WAIT_S as wait_s
+
+    async def fetch(sql: str, *args: Any) -> Any:
+        async with saver.lock:
+            row = await (await saver.conn.execute(sql, args or None)).fetchone()
+        return next(iter(row.values())) if isinstance(row, dict) else row[0]
+
+    async def current() -> bool:
+        if not await fetch("SELECT to_regclass('checkpoint_migrations') IS NOT NULL"):
+            return False
+        latest = await fetch("SELECT max(v) FROM checkpoint_migrations")
+        return latest is not None and latest >= len(saver.MIGRATIONS) - 1
+
+    if await current():
+        return  # the common case: set up long ago, no lock taken
+    key = _lock_key(SCHEMA_LOCK)
+    deadline, pause = time.monotonic() + wait_s, 0.01
+    while not await fetch("SELECT pg_try_advisory_lock(%s)", key):
+        if time.monotonic() > deadline:
+            raise _schema_lock_timeout()
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.25)
+    try:
+        await saver.setup()  # re-reads the migrations done, under the lock
+    finally:
+        await fetch("SELECT pg_advisory_unlock(%s)", key)
+
+
+async def _set_up_sqlite(saver: Any, url: str) -> None:
+    """Create the saver's tables (once per process and file, under the schema lock)."""
+    from concilium.memory.db import SQLITE_BUSY_TIMEOUT_MS
+
+    # As long a wait for the write lock as the ledger's: aiosqlite's 5 s default is too
+    # short for many processes writing checkpoints on a busy machine ("database is locked").
+    await saver.conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    if url in _ready:
+        await saver.setup()  # CREATE TABLE IF NOT EXISTS on existing tables: no write
+    else:
+        from filelock import FileLock, Timeout
+
+        from concilium.memory.db import SCHEMA_LOCK_WAIT_S, _schema_lock_timeout, schema_lock_path
+
+        lock = FileLock(str(schema_lock_path(url)), timeout=SCHEMA_LOCK_WAIT_S,
+                        thread_local=False)
+        try:
+            await asyncio.to_thread(lock.acquire)
+        except Timeout:
+            raise _schema_lock_timeout() from None
+        try:
+            await saver.setup()
         finally:
-            await _roll_back_unfinished(saver.conn)
+            lock.release()
+        _ready.add(url)
+    # WAL with synchronous=NORMAL, as the ledger: a commit survives the process
+    # being killed (what resume is for); only a power cut can lose the newest ones.
+    await saver.conn.execute("PRAGMA synchronous=NORMAL")
+
+
+def _unusable(url: str, error: BaseException) -> ConfigError:
+    from concilium.memory.db import _one_line, _safe
+
+    return ConfigError(f"cannot open the checkpoint database of {_safe(url)}: "
+                       f"{_one_line(error)}; set CONCILIUM_DATABASE_URL, or run without "
+                       "checkpoints (CONCILIUM_CHECKPOINT=false)")
 
 
 async def _roll_back_unfinished(conn: Any) -> None:

@@ -1,7 +1,7 @@
-"""A redis-server of a test's own, to kill, freeze and restart, and a deadline wait.
+"""A redis-server of a test's own, to kill, freeze and restart.
 
 Outage tests need a server they may stop or SIGSTOP without touching the shared one
-on 6379; they wait for what they expect with :func:`wait_for` (a deadline), never a
+on 6379; they wait for what they expect with :func:`waiting.wait_for` (a deadline), never a
 fixed sleep.
 """
 
@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -106,15 +106,3 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path)
     yield server
     server.stop()
-
-
-def wait_for(predicate: Callable[[], T], timeout_s: float = 20.0, what: str = "it") -> T:
-    """Poll ``predicate`` until it returns something true, or fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.02)

@@ -4,6 +4,10 @@ The first tests crash a run inside this process (its task is cancelled, as Ctrl-
 would); the last one kills a real ``concilium run`` process with SIGKILL. In every
 case the resumed run must end exactly like an uninterrupted one, with every model
 call made once and every step in the ledger once.
+
+A crash lands at an exact point however slow the machine: the test waits until the
+calls before it are answered *and journaled* (an event it can see), while the next
+call hangs (:func:`stalling`) until the run is cancelled or killed.
 """
 
 from __future__ import annotations
@@ -15,17 +19,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from memory_fixtures import db_url, memory  # noqa: F401
 from sqlalchemy import text
+from waiting import wait_for, wait_for_async
 
 from concilium import load_team
 from concilium.agents.providers import scripted
-from concilium.memory.db import open_database
+from concilium.memory.db import Database, open_database
 from concilium.memory.ledger import flush
 from concilium.team import RunNotResumable, Team, resume_run
 
@@ -46,6 +50,17 @@ def stubborn(latency_s: float = 0.02) -> scripted.Script:
                            default=WRONG, latency_s=latency_s)
 
 
+STALL_S = 600.0
+"""A call that hangs: the run is cancelled or killed long before it would end."""
+
+
+def stalling(after: int) -> scripted.Script:
+    """:func:`stubborn`, instant, except that every call after the first ``after`` hangs."""
+    script = stubborn(latency_s=0.0)
+    script.latency_s = lambda _call: STALL_S if script.count() >= after else 0.0
+    return script
+
+
 def sc(samples: int = 6) -> dict[str, Any]:
     return {"name": "long-sc", "strategy": {"name": "self_consistency", "samples": samples,
                                             "adaptive": True, "batch": 2},
@@ -53,19 +68,31 @@ def sc(samples: int = 6) -> dict[str, Any]:
 
 
 async def crash_after(team: Team, script: scripted.Script, calls: int, run_id: str,
-                      settle_s: float = 0.0) -> int:
-    """Start a run, cancel it once ``calls`` model calls have completed; calls made.
+                      memory: Any = None) -> int:  # noqa: F811
+    """Start a run, cancel it once ``calls`` model calls are answered and journaled.
 
-    ``settle_s`` lets the last completed call's reply reach the run before the cancel.
+    Returns the calls made. With a :func:`stalling` script that is exactly ``calls``:
+    the next call hangs until the cancel.
     """
-    running = asyncio.create_task(team.arun(TASK, run_id=run_id, reference="411"))
-    while script.count() < calls and not running.done():
-        await asyncio.sleep(0.005)
-    await asyncio.sleep(settle_s)
+    db = memory.db if memory is not None else open_database()
+    running = asyncio.create_task(team.arun(TASK, run_id=run_id, reference="411",
+                                            memory=memory))
+    # Checked and cancelled with no await in between: no call is answered meanwhile.
+    await wait_for_async(lambda: script.count() >= calls
+                         and journaled(db, run_id) == script.count(),
+                         what=f"{calls} calls of run {run_id!r} answered and journaled",
+                         task=running)
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
     return script.count()
+
+
+def journaled(db: Database, run_id: str) -> int:
+    """Calls of a run in its journal: committed, so a resume will not make them again."""
+    with db.engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM calls WHERE run_id = :r"),
+                                {"r": run_id}).scalar() or 0)
 
 
 def ledger_steps(run_id: str) -> list[dict[str, Any]]:
@@ -81,9 +108,9 @@ async def test_a_crashed_run_resumes_without_repeating_a_call() -> None:
     team = load_team(gvr_llm(), model="scripted/dur1")
     with scripted.use("dur1", stubborn()) as whole:
         reference = await team.arun(TASK, reference="411")
-    with scripted.use("dur1", stubborn()) as first:
-        made = await crash_after(team, first, 5, "crash-1", settle_s=0.01)
-    assert 5 <= made < whole.count()
+    with scripted.use("dur1", stalling(5)) as first:
+        made = await crash_after(team, first, 5, "crash-1")
+    assert made == 5 < whole.count()
     with scripted.use("dur1", stubborn()) as second:
         result = await team.aresume("crash-1")
     # Every call the uninterrupted run made was made exactly once over the two processes.
@@ -102,14 +129,8 @@ async def test_checkpoints_live_in_the_ledgers_database(memory: Any) -> None:  #
     team = load_team(gvr_llm(3), model="scripted/dur7")
     with scripted.use("dur7", stubborn()) as whole:
         reference = await team.arun(TASK, memory=memory, durable=True)
-    with scripted.use("dur7", stubborn()) as first:
-        running = asyncio.create_task(team.arun(TASK, run_id="db-1", memory=memory))
-        while first.count() < 3:
-            await asyncio.sleep(0.005)
-        await asyncio.sleep(0.01)
-        running.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await running
+    with scripted.use("dur7", stalling(3)) as first:
+        await crash_after(team, first, 3, "db-1", memory=memory)
     assert checkpoints(memory, "db-1") > 0  # the crashed run's checkpoints and journal
     with scripted.use("dur7", stubborn()) as second:
         result = await resume_run("db-1", memory=memory)
@@ -147,10 +168,10 @@ async def test_a_live_run_cannot_be_resumed_twice(memory: Any) -> None:  # noqa:
     from concilium.checkpoints import RunBusy
 
     team = load_team(gvr_llm(2), model="scripted/dur8")
-    with scripted.use("dur8", stubborn(latency_s=0.1)) as first:
+    with scripted.use("dur8", stalling(2)) as first:  # alive, and stays so until cancelled
         running = asyncio.create_task(team.arun(TASK, run_id="busy-1", memory=memory))
-        while first.count() < 2:
-            await asyncio.sleep(0.005)
+        await wait_for_async(lambda: first.count() >= 2, what="2 calls of run 'busy-1'",
+                             task=running)
         with pytest.raises(RunBusy, match="'busy-1' is running in another process"):
             await resume_run("busy-1", memory=memory)
         running.cancel()
@@ -171,12 +192,12 @@ async def test_the_interrupted_task_is_answered_from_the_journal() -> None:
 
     with scripted.use("dur2", scripted.Script(default=reply, latency_s=0.01)) as whole:
         reference = await team.arun(TASK, reference="411")
-    # Sample 2 answers at once, sample 3 is slow: the run dies between the two, in the
+    # Sample 2 answers at once, sample 3 hangs: the run dies between the two, in the
     # middle of the second batch (one LangGraph superstep).
-    slow = scripted.Script(default=reply,
-                           latency_s=lambda call: 0.5 if call.params.get("seed") == 3 else 0.01)
+    slow = scripted.Script(default=reply, latency_s=lambda call: STALL_S
+                           if call.params.get("seed") == 3 else 0.01)
     with scripted.use("dur2", slow):
-        made = await crash_after(team, slow, 3, "crash-2", settle_s=0.1)
+        made = await crash_after(team, slow, 3, "crash-2")
     assert made == 3
     with scripted.use("dur2", scripted.Script(default=reply)) as second:
         result = await team.aresume("crash-2")
@@ -208,11 +229,13 @@ async def test_a_run_cancelled_at_any_moment_leaves_the_checkpoints_writable() -
     for moment in range(30):
         with scripted.use("dur9", scripted.Script(default="Answer: 411", latency_s=0.002)):
             running = asyncio.create_task(team.arun(TASK, run_id=f"any-{moment}"))
+            # Not a guess that something happened: any moment will do, these are spread.
             await asyncio.sleep(moment * 0.002)
             running.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await running
-        with contextlib.closing(sqlite3.connect(path, timeout=0.5)) as other:
+        # A lock left behind is never released: 10 s tells it from a busy machine.
+        with contextlib.closing(sqlite3.connect(path, timeout=10)) as other:
             other.execute("CREATE TABLE IF NOT EXISTS probe (moment INTEGER)")
             other.execute("INSERT INTO probe VALUES (?)", (moment,))
             other.commit()
@@ -228,7 +251,7 @@ async def test_resume_rebuilds_the_team_from_its_checkpoint(tmp_path: Path) -> N
     path.write_text("name: from-file\nstrategy: gvr\nlimits: {max_rounds: 3}\n"
                     "roles: {generator: {}, verifier: {check: llm}, refiner: {}}\n")
     team = load_team(path, model="scripted/dur3")
-    with scripted.use("dur3", stubborn()) as first:
+    with scripted.use("dur3", stalling(3)) as first:
         await crash_after(team, first, 3, "crash-3")
     path.write_text("this file changed after the run started: not: [valid")
     with scripted.use("dur3", stubborn()):
@@ -310,7 +333,6 @@ async def test_a_budget_stops_cleanly_and_the_run_can_go_on(kind: str) -> None:
 
 
 SCRIPT = """\
-latency_s: 0.25
 log: calls.jsonl
 rules:
   - role: verifier
@@ -318,49 +340,79 @@ rules:
 default: "17 * 24 = 400. 400 + 3 = 403.\\nAnswer: 403"
 """
 
+CLI = "import sys; from concilium.cli.app import main; sys.argv[0] = 'concilium'; main()"
+STALLING_CLI = f"""\
+import sys
+from concilium.agents.providers import scripted
+name, after = sys.argv.pop(1), int(sys.argv.pop(1))
+script = scripted.get(name)  # from CONCILIUM_SCRIPTS_DIR, logging every answered call
+script.latency_s = lambda _call: {STALL_S} if script.count() >= after else 0.0
+{CLI}
+"""
+
 
 def concilium(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    code = "import sys; from concilium.cli.app import main; sys.argv[0] = 'concilium'; main()"
-    return subprocess.Popen([sys.executable, "-c", code, *args], env=env, text=True,
+    return subprocess.Popen([sys.executable, "-c", CLI, *args], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def stalled_concilium(model: str, after: int, *args: str,
+                      env: dict[str, str]) -> subprocess.Popen[str]:
+    """``concilium ARGS`` whose scripted model hangs on every call after the first ``after``."""
+    return subprocess.Popen([sys.executable, "-c", STALLING_CLI, model, str(after), *args],
+                            env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def calls(log: Path) -> int:
     return len(log.read_text().splitlines()) if log.exists() else 0
 
 
+def journal_rows(home: Path, run_id: str) -> int:
+    """Calls of ``run_id`` committed to the journal of the SQLite ledger under ``home``."""
+    import sqlite3
+
+    path = home / "concilium.db"
+    if not path.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(path, timeout=30)) as db:
+        try:
+            (rows,) = db.execute("SELECT count(*) FROM calls WHERE run_id = ?",
+                                 (run_id,)).fetchone()
+        except sqlite3.OperationalError:  # not migrated yet
+            return 0
+    return int(rows)
+
+
 def test_sigkill_mid_run_then_resume(tmp_path: Path) -> None:
     """Kill -9 a real ``concilium run`` mid-way; ``concilium runs resume`` finishes it."""
     scripts = tmp_path / "scripts"
     scripts.mkdir()
-    (scripts / "slow.yaml").write_text(SCRIPT.replace("0.25", "0.5"))
+    (scripts / "slow.yaml").write_text(SCRIPT)
     team = tmp_path / "team.yaml"
     team.write_text(json.dumps({**gvr_llm(12), "model": "scripted/slow"}))
-    env = {**os.environ, "CONCILIUM_HOME": str(tmp_path / "home"),
+    home = tmp_path / "home"
+    env = {**os.environ, "CONCILIUM_HOME": str(home),
            "CONCILIUM_SCRIPTS_DIR": str(scripts), "CONCILIUM_REDIS_URL": ""}
     env.pop("CONCILIUM_DATABASE_URL", None)
     log = scripts / "calls.jsonl"
 
-    first = concilium("run", str(team), TASK, "--run-id", "killme", "-q", env=env)
-    deadline = time.monotonic() + 60
-    while calls(log) < 6 and time.monotonic() < deadline and first.poll() is None:
-        time.sleep(0.02)
-    time.sleep(0.05)
-    busy = concilium("runs", "resume", "killme", env=env)  # it is alive: refused
-    _, busy_err = busy.communicate(timeout=60)
-    assert busy.returncode == 2 and "is running in another process" in busy_err
-    done = calls(log)
-    while calls(log) == done and first.poll() is None:
-        time.sleep(0.01)
-    time.sleep(0.2)  # inside the next call's 500 ms: it has not completed
-    first.send_signal(signal.SIGKILL)
-    first.wait(10)
+    # Six calls answered, the seventh hangs: the process is alive, in the middle of a call.
+    first = stalled_concilium("slow", 6, "run", str(team), TASK, "--run-id", "killme", "-q",
+                              env=env)
+    try:
+        wait_for(lambda: journal_rows(home, "killme") >= 6, process=first,
+                 what="6 calls of run 'killme' in its journal")
+        busy = concilium("runs", "resume", "killme", env=env)  # it is alive: refused
+        _, busy_err = busy.communicate(timeout=600)
+        assert busy.returncode == 2 and "is running in another process" in busy_err, busy_err
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=600)
     assert first.returncode == -signal.SIGKILL
-    made = calls(log)
-    assert 6 <= made < 26
+    assert calls(log) == 6
 
     second = concilium("runs", "resume", "killme", "--json", env=env)
-    out, err = second.communicate(timeout=120)
+    out, err = second.communicate(timeout=600)
     assert second.returncode == 0, err
     result = json.loads(out)
     lines = [json.loads(line) for line in log.read_text().splitlines()]
@@ -372,7 +424,7 @@ def test_sigkill_mid_run_then_resume(tmp_path: Path) -> None:
         ["generator"] + ["verifier", "refiner"] * 12 + ["verifier"])
 
     shown = concilium("runs", "show", "killme", "--json", env=env)
-    ledger = json.loads(shown.communicate(timeout=60)[0])
+    ledger = json.loads(shown.communicate(timeout=600)[0])
     assert ledger["status"] == "ok" and ledger["llm_calls"] == 26
     uids = [s["uid"] for s in ledger["steps"]]
     assert len(uids) == 26 == len(set(uids))
@@ -385,24 +437,28 @@ def test_ctrl_c_says_how_to_resume_and_resume_finishes(tmp_path: Path) -> None:
     (scripts / "slow.yaml").write_text(SCRIPT)
     team = tmp_path / "team.yaml"
     team.write_text(json.dumps({**gvr_llm(2), "model": "scripted/slow"}))
-    env = {**os.environ, "CONCILIUM_HOME": str(tmp_path / "home"),
+    home = tmp_path / "home"
+    env = {**os.environ, "CONCILIUM_HOME": str(home),
            "CONCILIUM_SCRIPTS_DIR": str(scripts), "CONCILIUM_REDIS_URL": ""}
+    env.pop("CONCILIUM_DATABASE_URL", None)
     log = scripts / "calls.jsonl"
-    first = concilium("run", str(team), TASK, "--run-id", "ctrl-c", env=env)
-    deadline = time.monotonic() + 60
-    while calls(log) < 2 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.1)  # inside the third call's 250 ms
-    first.send_signal(signal.SIGINT)
-    _, err = first.communicate(timeout=30)
-    assert first.returncode == 130
+    # Two calls answered and journaled, the third hangs: Ctrl-C lands in the middle of it.
+    first = stalled_concilium("slow", 2, "run", str(team), TASK, "--run-id", "ctrl-c", env=env)
+    try:
+        wait_for(lambda: journal_rows(home, "ctrl-c") >= 2, process=first,
+                 what="2 calls of run 'ctrl-c' in its journal")
+    finally:
+        first.send_signal(signal.SIGINT)
+        _, err = first.communicate(timeout=600)
+    assert first.returncode == 130, err
     assert "interrupted; finish it with: concilium runs resume ctrl-c" in err
     assert "Traceback" not in err
+    assert calls(log) == 2
     second = concilium("runs", "resume", "ctrl-c", "--json", env=env)
-    out, err = second.communicate(timeout=120)
+    out, err = second.communicate(timeout=600)
     assert second.returncode == 0, err
     # 1 generator + 2 x (verifier, refiner) + the last verifier, each made once.
     assert json.loads(out)["usage"]["llm_calls"] == 6 == calls(log)
     third = concilium("runs", "resume", "ctrl-c", env=env)
-    _, err = third.communicate(timeout=60)
+    _, err = third.communicate(timeout=600)
     assert third.returncode == 2 and "already finished" in err and "Traceback" not in err

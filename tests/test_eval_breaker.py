@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import typer
 from typer.testing import CliRunner
+from waiting import wait_for_async
 
 from concilium.agents import breaker
 from concilium.agents.breaker import BreakerPolicy
@@ -31,14 +32,6 @@ def make_app() -> typer.Typer:
     app.callback()(lambda: None)
     register(app)
     return app
-
-
-async def wait_for(condition: object, deadline_s: float = 20.0) -> None:
-    """Wait until ``condition()`` holds (an event, with a deadline: never a fixed sleep)."""
-    deadline = time.monotonic() + deadline_s
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not reached before the deadline"
-        await asyncio.sleep(0.005)
 
 
 async def test_a_dead_model_is_paused_and_its_callers_go_to_the_fallback() -> None:
@@ -85,7 +78,7 @@ async def test_with_no_fallback_a_call_waits_the_cool_down_and_a_probe_closes_it
     with scripted.use("ok", scripted.Script(default="Answer: 4")):
         start = time.monotonic()
         call = asyncio.create_task(chat(MESSAGES, model="faulty/recovering", retry=FAST))
-        await wait_for(lambda: state.state() == "open")
+        await wait_for_async(lambda: state.state() == "open", what="the breaker open")
         faulty.configure("recovering", faulty.Faults(inner="scripted/ok"))  # it comes back
         result = await call
     assert result.text == "Answer: 4"

@@ -13,7 +13,8 @@ from concilium.agents.providers.faulty import Faults, configure
 from concilium.errors import ModelError
 
 MESSAGES = [{"role": "user", "content": "What is 2 + 2?"}]
-FAST = RetryPolicy(attempts=4, initial_backoff_s=0.001, max_backoff_s=0.002, timeout_s=0.5)
+# A try's timeout: far below a hanging fault's 5 s, far above a healthy call on a busy machine.
+FAST = RetryPolicy(attempts=4, initial_backoff_s=0.001, max_backoff_s=0.002, timeout_s=2)
 
 
 async def test_every_fault_kind_is_survived_by_retries() -> None:

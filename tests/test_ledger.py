@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import pytest
 from memory_fixtures import db_url, memory  # noqa: F401
 from sqlalchemy import func, select
+from waiting import wait_for
 
 from concilium import load_team
 from concilium.agents.providers import scripted
@@ -68,13 +68,15 @@ async def test_a_run_and_all_its_steps_are_recorded(memory: Memory) -> None:  # 
 
 
 async def test_steps_are_in_sql_while_the_run_is_still_going(memory: Memory) -> None:  # noqa: F811
-    seen: list[int] = []
+    seen: list[int | str] = []
 
     def refiner(call: scripted.ScriptCall) -> str:
         run_id = memory_run_ids[0]
-        deadline = time.monotonic() + 2.0
-        while steps_in_sql(memory, run_id) < 2 and time.monotonic() < deadline:
-            time.sleep(0.005)
+        try:  # the run cannot go on meanwhile: the refiner has not answered
+            wait_for(lambda: steps_in_sql(memory, run_id) >= 2,
+                     what="the generator's and verifier's steps in SQL")
+        except AssertionError as error:
+            seen.append(str(error))
         seen.append(steps_in_sql(memory, run_id))
         return RIGHT
 
@@ -102,8 +104,17 @@ def test_a_killed_process_leaves_its_steps_behind(tmp_path: Path) -> None:
 import asyncio, os, time
 from concilium import load_team
 from concilium.agents.providers import scripted
+from sqlalchemy import text
+from concilium.memory.store import Memory
+def written():
+    with Memory.open(redis_url=False).db.engine.connect() as conn:
+        return conn.execute(text("SELECT count(*) FROM steps WHERE run_id = 'killed-1'")).scalar()
 def die(call):
-    time.sleep(0.3)   # a slow model: the writer has long committed the earlier steps
+    deadline = time.monotonic() + 60  # a slow model: the writer commits the earlier steps
+    while written() < 2:
+        if time.monotonic() > deadline:
+            os._exit(4)  # the ledger writer never wrote them
+        time.sleep(0.005)
     os._exit(3)
 scripted.register("kill", scripted.Script({
     "generator": ["17 * 24 = 398. 398 + 3 = 401.\\nAnswer: 401"], "refiner": [die]}))
@@ -116,7 +127,7 @@ asyncio.run(team.arun("What is 17 * 24 + 3?", run_id="killed-1"))
     env = {**os.environ, "CONCILIUM_HOME": str(home)}
     env.pop("CONCILIUM_DATABASE_URL", None)
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=600)
     assert done.returncode == 3, done.stderr[-2000:]
     ledger = Memory.open(f"sqlite:///{(home / 'concilium.db').as_posix()}", redis_url=False)
     try:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from memory_fixtures import db_url  # noqa: F401
+from waiting import wait_for
 
 from concilium.memory.store import Memory
 
@@ -26,9 +26,13 @@ WORKER = """
 import sys, time
 from pathlib import Path
 url, worker, count, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
-while not go.exists():
-    time.sleep(0.005)
 from concilium.memory.store import Memory
+(go.parent / f"ready-{worker}").touch()
+deadline = time.monotonic() + 600
+while not go.exists():  # the start signal
+    if time.monotonic() > deadline:
+        sys.exit("no start signal in 600 s")
+    time.sleep(0.005)
 memory = Memory.open(url, redis_url=False)
 for i in range(count):
     memory.remember(f"lesson {i} of worker {worker}: check the pencils", task=f"task {i}",
@@ -36,6 +40,13 @@ for i in range(count):
                     uid=f"w{worker}-{i}")
 print("done", worker)
 """
+
+
+def at_the_line(workers: list[subprocess.Popen[str]], directory: Path) -> None:
+    """Wait until every worker has imported everything and waits for the start signal."""
+    for w, worker in enumerate(workers):
+        wait_for(lambda w=w: (directory / f"ready-{w}").exists(), process=worker,
+                 what=f"worker {w} at the start line")
 
 
 def test_eight_processes_write_every_row_once(db_url: str, tmp_path: Path) -> None:  # noqa: F811
@@ -48,7 +59,7 @@ def test_eight_processes_write_every_row_once(db_url: str, tmp_path: Path) -> No
         )
         for w in range(WORKERS)
     ]
-    time.sleep(0.5)  # let them all import and wait at the line
+    at_the_line(workers, tmp_path)
     go.touch()
     for worker in workers:
         stdout, stderr = worker.communicate(timeout=300)
@@ -76,7 +87,7 @@ def test_concurrent_remember_with_the_same_uid_stores_once(db_url: str, tmp_path
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         for w in range(4)
     ]
-    time.sleep(0.5)
+    at_the_line(workers, tmp_path)
     go.touch()
     for worker in workers:
         _, stderr = worker.communicate(timeout=300)

@@ -38,5 +38,13 @@ def cli_errors(func: F) -> F:
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(code=130) from None
+        except Exception as error:  # a database driver's error: one line, no traceback
+            from concilium.memory.db import database_error
+
+            line = database_error(error)
+            if line is None:
+                raise
+            err.print(f"error: {line}")
+            raise typer.Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]

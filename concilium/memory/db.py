@@ -1,9 +1,12 @@
 """Opening the ledger database: engine, sessions, migrations on first use, locks.
 
 One :class:`Database` per URL per process, shared by every run in it. The first
-open migrates the schema up with Alembic's API (no ``alembic.ini``), inside a
-database-side lock, so many processes starting at once on an empty database
-migrate it exactly once.
+open migrates the schema up with Alembic's API (no ``alembic.ini``), under the
+schema lock (:func:`schema_lock`), so many processes starting at once on an empty
+database migrate it exactly once. The checkpoint saver's own setup
+(``concilium.checkpoints``) takes the same lock: every schema step of a database
+runs one process at a time. A database that cannot be opened or migrated is one
+:class:`ConfigError` line, never a driver's traceback.
 
 SQLite is tuned for many writers: WAL (readers never block the writer), a long
 busy timeout, and write transactions that take the write lock up front
@@ -15,21 +18,23 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import sys
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy import URL, Engine, create_engine, event, inspect, make_url, text
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from concilium.errors import ConfigError, MissingDependencyError
 
-__all__ = ["Database", "close_database", "driver_sql", "head_revision", "insert_once",
-           "migrate", "open_database"]
+__all__ = ["Database", "close_database", "database_error", "driver_sql", "head_revision",
+           "insert_once", "migrate", "open_database", "parse_url", "schema_lock"]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 MAX_OPEN = 16
@@ -37,6 +42,10 @@ MAX_OPEN = 16
 (a disposed engine reconnects if used again), so a process that touches many databases,
 like a test session, does not hoard connections."""
 MIGRATIONS = "concilium.memory:migrations"
+SCHEMA_LOCK_WAIT_S = 600.0
+"""How long a process waits for another one's schema step (a migration is seconds)."""
+SCHEMA_LOCK = "schema"
+"""The advisory lock (PostgreSQL) every schema step of a database is taken under."""
 
 
 class Database:
@@ -124,7 +133,12 @@ def open_database(url: str | None = None) -> Database:
         db = _databases.get(url)
         if db is None:
             db = Database(url)
-            migrate(db.engine)
+            try:
+                migrate(db.engine)
+            except SQLAlchemyError as error:
+                db.dispose()
+                raise ConfigError(f"cannot migrate the ledger database {_safe(url)}: "
+                                  f"{_one_line(error)}") from None
             _databases[url] = db
             while len(_databases) > MAX_OPEN:
                 _databases.popitem(last=False)[1].dispose()
@@ -166,14 +180,120 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     from alembic import command
 
     config = _alembic_config()
-    with engine.connect() as conn:
+    with schema_lock(engine), engine.connect() as conn:
         conn = conn.execution_options(sqlite_begin="IMMEDIATE")
         with conn.begin():
-            if conn.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key("migrate")})
             # Re-checked under the lock: another process may have just done it.
             config.attributes["connection"] = conn
             command.upgrade(config, revision)
+
+
+@contextlib.contextmanager
+def schema_lock(engine: Engine) -> Iterator[None]:
+    """Hold the lock under which every schema step of ``engine``'s database runs.
+
+    PostgreSQL: a session advisory lock, polled with ``pg_try_advisory_lock`` from
+    outside any transaction. A blocking wait would hold a snapshot, and the checkpoint
+    saver's ``CREATE INDEX CONCURRENTLY`` waits for every older snapshot to end: the
+    holder and the waiter would wait for each other. SQLite: a lock file beside the
+    database. The server or the kernel drops either if its holder dies.
+
+    Raises:
+        ConfigError: another process held it for longer than ``SCHEMA_LOCK_WAIT_S``.
+    """
+    if engine.dialect.name == "postgresql":
+        key = _lock_key(SCHEMA_LOCK)
+        with engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            poll_schema_lock(lambda: bool(conn.execute(
+                text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()))
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        return
+    path = schema_lock_path(engine.url)
+    if path is None:  # in memory: one process
+        with _thread_lock(f"{engine.url}:{SCHEMA_LOCK}"):
+            yield
+        return
+    from filelock import FileLock, Timeout
+
+    try:
+        with FileLock(str(path), timeout=SCHEMA_LOCK_WAIT_S, thread_local=False):
+            yield
+    except Timeout:
+        raise _schema_lock_timeout() from None
+
+
+def schema_lock_path(url: str | URL) -> Path | None:
+    """The lock file of a SQLite database's schema steps (``None``: not a SQLite file)."""
+    parsed = parse_url(url) if isinstance(url, str) else url
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(str(parsed.database) + ".schema.lock")
+
+
+def poll_schema_lock(try_lock: Any) -> None:
+    """Call ``try_lock()`` until it returns true (the schema lock is ours), backing off.
+
+    Raises:
+        ConfigError: not ours within ``SCHEMA_LOCK_WAIT_S``.
+    """
+    deadline = time.monotonic() + SCHEMA_LOCK_WAIT_S
+    pause = 0.01
+    while not try_lock():
+        if time.monotonic() > deadline:
+            raise _schema_lock_timeout()
+        time.sleep(pause)
+        pause = min(pause * 2, 0.25)
+
+
+def _schema_lock_timeout() -> ConfigError:
+    return ConfigError(f"waited {SCHEMA_LOCK_WAIT_S:g} s for another process to finish "
+                       "migrating the database; is one stuck?")
+
+
+def parse_url(url: str) -> URL:
+    """``url`` parsed, or one :class:`ConfigError` line saying what a database URL looks like."""
+    try:
+        return make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            f"not a database URL: {url!r}; expected e.g. sqlite:///path/concilium.db or "
+            "postgresql+psycopg://user@host:5432/db (CONCILIUM_DATABASE_URL)"
+        ) from None
+
+
+def database_error(error: BaseException) -> str | None:
+    """One line for a database driver's error (``None``: not one), for the CLI.
+
+    Start-up errors are :class:`ConfigError` already; this catches what a driver
+    raises later (the server went away mid-run), without importing any driver.
+    """
+    import sqlite3
+
+    kinds: list[type[BaseException]] = [SQLAlchemyError, sqlite3.Error]
+    for module, name in (("psycopg", "Error"), ("aiosqlite", "Error")):
+        kind = getattr(sys.modules.get(module), name, None)
+        if isinstance(kind, type) and issubclass(kind, BaseException):
+            kinds.append(kind)
+    if not isinstance(error, tuple(kinds)):
+        return None
+    return f"database error: {_one_line(error)}"
+
+
+def _one_line(error: BaseException) -> str:
+    """A driver error's own first line (SQLAlchemy's wrapper adds SQL and a link)."""
+    inner = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
+    lines = [line.strip() for line in str(inner).splitlines() if line.strip()]
+    return f"{type(inner).__name__}: {lines[0] if lines else 'no message'}"
+
+
+def _safe(url: str) -> str:
+    with contextlib.suppress(ArgumentError):
+        return make_url(url).render_as_string(hide_password=True)
+    return "(unparsable URL)"
 
 
 def _alembic_config() -> Any:
@@ -185,13 +305,7 @@ def _alembic_config() -> Any:
 
 
 def _engine(url: str) -> Engine:
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise ConfigError(
-            f"not a database URL: {url!r}; expected e.g. sqlite:///path/concilium.db or "
-            "postgresql+psycopg://user@host:5432/db (CONCILIUM_DATABASE_URL)"
-        ) from None
+    parsed = parse_url(url)
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database in (None, "", ":memory:"):
@@ -199,7 +313,11 @@ def _engine(url: str) -> Engine:
 
             kwargs["poolclass"] = StaticPool  # one connection, or each sees its own empty db
         else:
-            Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise ConfigError(f"cannot open the ledger database {_safe(url)}: "
+                                  f"{_one_line(error)}") from None
         kwargs["connect_args"] = {
             "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
             "check_same_thread": False,  # the ledger writer thread shares the pool
@@ -219,10 +337,12 @@ def _engine(url: str) -> Engine:
     try:
         with engine.connect():
             pass
-    except OperationalError as error:
+    except DBAPIError as error:
+        engine.dispose()
         raise ConfigError(
             f"cannot open the ledger database {parsed.render_as_string(hide_password=True)}: "
-            f"{error.orig}; set CONCILIUM_DATABASE_URL, or run without memory (memory=False)"
+            f"{_one_line(error)}; set CONCILIUM_DATABASE_URL, or run without memory "
+            "(memory=False)"
         ) from None
     return engine
 
