@@ -44,10 +44,17 @@ KNOWN_MODELS: dict[str, tuple[str, str]] = {
 }
 REPEAT_PENALTY = 1.1
 CONTEXT_TOKENS = 2048
+BATCH_SLOTS = 8
+"""Calls to one model decoded together at most (self-consistency samples, debaters)."""
+BATCH_ENV = "CONCILIUM_LOCAL_BATCH"
+"""``1`` decodes overlapping calls in one batch (:mod:`.llama_batch`); ``0`` one at a time."""
+BATCH_DEFAULT = "0"
+"""Off until its tests and benchmark have run on a quiet machine (see issue #17)."""
 
 _models: dict[str, Any] = {}
 _locks: dict[str, threading.Lock] = {}
 _threads: dict[str, ThreadPoolExecutor] = {}
+_decoders: dict[str, Any] = {}
 _registry_lock = threading.Lock()
 
 PORTABLE_BUILD = 'CMAKE_ARGS="-DGGML_NATIVE=OFF"'
@@ -211,6 +218,10 @@ def _quiet_stderr() -> Iterator[None]:
 def close_all() -> None:
     """Free the models before interpreter shutdown (llama.cpp's finaliser fails later)."""
     with _registry_lock:
+        for decoder in _decoders.values():
+            with contextlib.suppress(Exception):
+                decoder.close()
+        _decoders.clear()
         for llama in _models.values():
             with contextlib.suppress(Exception):
                 llama.close()
@@ -237,6 +248,88 @@ def _complete(name: str, messages: list[dict[str, str]], params: dict[str, Any])
         return llama.create_chat_completion(messages=messages, **kwargs)
 
 
+def batching() -> bool:
+    """Whether calls are decoded in batches (``CONCILIUM_LOCAL_BATCH``, else the default)."""
+    value = os.environ.get(BATCH_ENV, BATCH_DEFAULT).strip().lower()
+    return value not in {"0", "false", "no", "off", ""}
+
+
+def decoder(name: str) -> Any:
+    """Model ``name``'s batch decoder; call it on the model's thread the first time."""
+    with _registry_lock:
+        if name in _decoders:
+            return _decoders[name]
+    from concilium.agents.providers.llama_batch import BatchDecoder
+
+    llama, _ = load_model(name)
+    with _registry_lock:
+        if name not in _decoders:
+            with _quiet_stderr():
+                _decoders[name] = BatchDecoder(
+                    llama, slots=BATCH_SLOTS, context_tokens=CONTEXT_TOKENS,
+                    schedule=lambda drain: on_model_thread(name, drain))
+            _decoders[name].format = _chat_format(llama)
+        return _decoders[name]
+
+
+def _chat_format(llama: Any) -> Any:
+    """The formatter ``Llama`` builds from the GGUF's chat template (or its fallback)."""
+    from llama_cpp import llama_chat_format
+
+    template = llama.metadata.get("tokenizer.chat_template")
+    if template is None:
+        raise ConfigError("this local model has no chat template; use a chat model's GGUF")
+    eos, bos = llama.token_eos(), llama.token_bos()
+    return llama_chat_format.Jinja2ChatFormatter(
+        template=template,
+        eos_token=llama._model.token_get_text(eos) if eos != -1 else "",
+        bos_token=llama._model.token_get_text(bos) if bos != -1 else "",
+        stop_token_ids=[eos])
+
+
+def _request(batch: Any, messages: list[dict[str, str]], params: dict[str, Any]) -> Any:
+    """A batch request for ``messages``, with ``Llama.create_chat_completion``'s defaults."""
+    from concilium.agents.providers.llama_batch import Request
+
+    formatted = batch.format(messages=messages)
+    prompt = batch.llama.tokenize(formatted.prompt.encode("utf-8"),
+                                  add_bos=not formatted.added_special, special=True)
+    max_tokens = int(params.get("max_tokens", 256) or 256)
+    if max_tokens + len(prompt) >= CONTEXT_TOKENS:
+        max_tokens = CONTEXT_TOKENS - len(prompt)
+    stops = list(params.get("stop") or [])
+    extra = formatted.stop if isinstance(formatted.stop, list) else [formatted.stop]
+    return Request(
+        prompt=prompt, max_tokens=max_tokens,
+        temperature=float(params.get("temperature", 0.0) or 0.0),
+        seed=int(params["seed"]) if params.get("seed") is not None else None,
+        repeat_penalty=float(params.get("repeat_penalty", REPEAT_PENALTY)),
+        stop=[str(s).encode("utf-8") for s in [*stops, *extra] if s])
+
+
+def _as_completion(out: dict[str, Any]) -> dict[str, Any]:
+    return {"choices": [{"message": {"content": out["text"]}}],
+            "usage": {"prompt_tokens": out["prompt_tokens"],
+                      "completion_tokens": out["completion_tokens"]}}
+
+
+async def _acomplete(name: str, messages: list[dict[str, str]],
+                     params: dict[str, Any]) -> dict[str, Any]:
+    if not batching():
+        return await asyncio.wrap_future(on_model_thread(name, _complete, name, messages, params))
+    batch = _decoders.get(name) or await asyncio.wrap_future(
+        on_model_thread(name, decoder, name))
+    out = await asyncio.wrap_future(batch.submit(_request(batch, messages, params)))
+    return _as_completion(out)
+
+
+def _scomplete(name: str, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
+    if not batching():
+        return on_model_thread(name, _complete, name, messages, params).result()
+    batch = _decoders.get(name) or on_model_thread(name, decoder, name).result()
+    return _as_completion(batch.submit(_request(batch, messages, params)).result())
+
+
 class LocalProvider(CustomLLM):
     """The litellm side of ``local/<name>``: the chat template, on the model's thread."""
 
@@ -246,8 +339,7 @@ class LocalProvider(CustomLLM):
                           timeout=None, client=None):  # type: ignore[override]
         meta = call_metadata(litellm_params)
         try:
-            out = await asyncio.wrap_future(
-                on_model_thread(model, _complete, model, messages, dict(optional_params)))
+            out = await _acomplete(model, messages, dict(optional_params))
         except Exception as error:
             record_provider_error(meta.get("concilium_call_id"), _as_config_error(error))
             raise
@@ -259,8 +351,7 @@ class LocalProvider(CustomLLM):
                    timeout=None, client=None):  # type: ignore[override]
         meta = call_metadata(litellm_params)
         try:
-            out = on_model_thread(model, _complete, model, messages,
-                                  dict(optional_params)).result()
+            out = _scomplete(model, messages, dict(optional_params))
         except Exception as error:
             record_provider_error(meta.get("concilium_call_id"), _as_config_error(error))
             raise
