@@ -31,7 +31,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -176,6 +176,7 @@ class Evaluation:
         self._loaded = False
         self._memory: Any = False
         """What every run gets as ``memory=``: ``False`` (off) or the opened store."""
+        self._executor: Callable[[int, int, Item], Awaitable[dict[str, Any]]] = self.run_item
 
     @property
     def results_path(self) -> Path:
@@ -187,12 +188,19 @@ class Evaluation:
 
     # ------------------------------------------------------------------ running
 
-    async def run(self, on_record: Callable[[int, dict[str, Any]], None] | None = None) -> None:
+    async def run(
+        self,
+        on_record: Callable[[int, dict[str, Any]], None] | None = None,
+        executor: Callable[[int, int, Item], Awaitable[dict[str, Any]]] | None = None,
+    ) -> None:
         """Run every (team, item) not already done; ``on_record(team_index, record)`` after each.
 
         Items go out item by item across teams, so every team advances together and
-        an interrupted run still compares teams on the same items.
+        an interrupted run still compares teams on the same items. ``executor(team_index,
+        position, item)`` runs one item elsewhere (a Ray worker calling :meth:`run_item`
+        on its own copy of this evaluation); the default is :meth:`run_item` here.
         """
+        self._executor = executor or self.run_item
         from concilium.agents.llm import litellm_module
 
         litellm_module()  # pay the import before the first item's clock starts, not during it
@@ -227,11 +235,19 @@ class Evaluation:
     ) -> None:
         while not pending.empty():
             index, position, item = pending.get_nowait()
-            record = await self._run_one(self.slots[index], position, item)
+            record = await self._executor(index, position, item)
             self._keep(index, record)
             self.slots[index].tally.add(record)
             if on_record is not None:
                 on_record(index, record)
+
+    async def run_item(self, index: int, position: int, item: Item) -> dict[str, Any]:
+        """Team ``index`` on ``item`` -> its graded record (the seam a remote executor calls)."""
+        if self.options.memory != "off" and self._memory is False:
+            from concilium.memory import Memory
+
+            self._memory = await asyncio.to_thread(Memory.open)
+        return await self._run_one(self.slots[index], position, item)
 
     async def _run_one(self, slot: _Slot, position: int, item: Item) -> dict[str, Any]:
         from concilium.team import RunFailed, Usage
