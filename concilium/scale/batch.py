@@ -79,6 +79,8 @@ class Batch:
             from concilium.agents.llm import litellm_module
 
             litellm_module()  # pay the import once, before the first task's clock starts
+        if self.pending:
+            await prepare_database()
         queue: asyncio.Queue[Task] = asyncio.Queue()
         for task in self.pending:
             queue.put_nowait(task)
@@ -104,6 +106,20 @@ class Batch:
             except* ConfigError as failures:
                 raise failures.exceptions[0] from None
         self.pending = [t for t in self.pending if t.id not in self.done]
+
+
+async def prepare_database() -> None:
+    """Create the ledger and checkpoint tables once, before tasks (or workers) start.
+
+    Many first runs at once would each create them, and concurrent ``CREATE TABLE``
+    on a fresh PostgreSQL schema fails (a duplicate ``pg_type`` row).
+    """
+    from concilium.checkpoints import open_checkpointer
+    from concilium.memory import Memory
+
+    await asyncio.to_thread(Memory.open)
+    async with open_checkpointer():
+        pass
 
 
 def _drop_torn_tail(path: Path) -> None:

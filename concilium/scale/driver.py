@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from concilium.scale.batch import Batch
+from concilium.scale.batch import Batch, prepare_database
 from concilium.scale.pool import BatchJob, EvalJob, Pool, connect
 
 __all__ = ["drive_batch", "drive_eval"]
@@ -22,6 +22,7 @@ async def drive_batch(batch: Batch, *, ray: str | None = None, workers: int = 1,
         await batch.run(on_record=on_record)
         return
     connect(ray)
+    await prepare_database()  # once here, not raced by every worker's first run
     job = BatchJob(batch.team, batch.team_hash, batch.options.seed, batch.options.item_timeout_s)
     pool = Pool(job, workers=workers, concurrency=batch.options.concurrency)
     try:

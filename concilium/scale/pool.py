@@ -82,6 +82,21 @@ def check_database(url: str | None = None) -> None:
             "database every node reaches, e.g. postgresql+psycopg://user@db-host/concilium")
 
 
+def portable(team: Any) -> tuple[Any, str | None]:
+    """A team as its spec and source: a worker builds its own ``Team`` (and graph) from it.
+
+    A team that has run holds a compiled graph whose sentinels would not survive a
+    pickle (LangGraph compares them by identity), so graphs never travel.
+    """
+    return team.spec, team.source
+
+
+def rebuilt(spec: Any, source: str | None) -> Any:
+    from concilium.team import Team
+
+    return Team(spec, source=source)
+
+
 @dataclass
 class BatchJob:
     """What a batch worker needs: the team and how to run each task."""
@@ -91,6 +106,13 @@ class BatchJob:
     seed: int = 0
     timeout_s: float | None = None
 
+    def __reduce__(self) -> Any:
+        return _batch_job, (portable(self.team), self.team_hash, self.seed, self.timeout_s)
+
+
+def _batch_job(team: tuple[Any, str | None], *args: Any) -> BatchJob:
+    return BatchJob(rebuilt(*team), *args)
+
 
 @dataclass
 class EvalJob:
@@ -99,6 +121,13 @@ class EvalJob:
     teams: list[Any]
     dataset: Any
     options: Any
+
+    def __reduce__(self) -> Any:
+        return _eval_job, ([portable(t) for t in self.teams], self.dataset, self.options)
+
+
+def _eval_job(teams: list[tuple[Any, str | None]], dataset: Any, options: Any) -> EvalJob:
+    return EvalJob([rebuilt(*t) for t in teams], dataset, options)
 
 
 class Worker:
@@ -121,6 +150,12 @@ class Worker:
     def pid(self) -> int:
         """This actor's process id (tests kill it)."""
         return os.getpid()
+
+    def node(self) -> str:
+        """The id of the Ray node this actor runs on."""
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
 
     async def batch_task(self, task: Any) -> dict[str, Any]:
         from concilium.scale.tasks import run_task
