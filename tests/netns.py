@@ -8,6 +8,7 @@ reached through its unix socket, which the namespace does not hide.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -47,8 +48,6 @@ def run_in_netns(args: list[str], *, env: dict[str, str] | None = None,
     finally:
         pids = _ip("netns", "pids", name).stdout.split()
         for pid in pids:  # what the body left running (Ray's daemons, servers) is ours
-            try:
+            with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
         _ip("netns", "del", name)
