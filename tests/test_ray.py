@@ -57,7 +57,7 @@ def test_batch_on_a_local_ray_cluster_matches_the_local_batch(tmp_path: Path) ->
     assert got["rerun_pending"] == 0
 
 
-def test_eval_on_ray_writes_what_a_local_eval_writes(tmp_path: Path) -> None:
+def test_eval_cli_on_ray_writes_what_a_local_eval_writes(tmp_path: Path) -> None:
     got = _run_case("eval", tmp_path)
     assert got["items_equal"], got["differ"]
     assert got["summary_equal"], got["summary_differ"]
@@ -177,8 +177,6 @@ def case_batch(tmp: Path) -> dict[str, Any]:
 def case_eval(tmp: Path) -> dict[str, Any]:
     from concilium.eval.datasets import load_dataset
     from concilium.eval.runner import EvalOptions, Evaluation
-    from concilium.scale.driver import drive_eval
-    from concilium.scale.pool import connect
     from concilium.team import load_team
 
     server = _server(tmp, 0.02)
@@ -188,15 +186,21 @@ def case_eval(tmp: Path) -> dict[str, Any]:
                                                  "answer": str(i + 1)}) + "\n"
                                      for i in range(6)))
         data = load_dataset(str(data_path))
-        teams = [load_team(TEAM), load_team({**TEAM, "name": "plus2"})]
-        options = EvalOptions(concurrency=4)
-        local = Evaluation(teams, data, tmp / "local", options)
+        files = []
+        for name in ("plus", "plus2"):
+            files.append(tmp / f"{name}.yaml")
+            files[-1].write_text(json.dumps({**TEAM, "name": name}))
+        teams = [load_team(f) for f in files]
+        local = Evaluation(teams, data, tmp / "local", EvalOptions(concurrency=4))
         asyncio.run(local.run())
         local_summary = local.write_summary()
-        connect("auto", **RAY_INIT)
-        remote = Evaluation(teams, data, tmp / "ray", options)
-        asyncio.run(drive_eval(remote, teams, ray="auto", workers=2))
-        ray_summary = remote.write_summary()
+        # the same evaluation through the command line, on a local Ray cluster
+        command = [sys.executable, "-m", "concilium.cli.app", "eval", *map(str, files),
+                   "--dataset", str(data_path), "--out", str(tmp / "ray"), "-c", "4",
+                   "--ray", "auto", "--workers", "2", "-q"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stderr
+        ray_summary = json.loads((tmp / "ray" / "summary.json").read_text())
 
         def items(path: Path) -> list[dict[str, Any]]:
             rows = [_stable(r) for r in _lines(path / "items.jsonl")]
