@@ -48,16 +48,22 @@ class Usage(BaseModel):
 
     @classmethod
     def of(cls, steps: list[Step]) -> Usage:
+        """Totals of a run's steps; a reply from the response cache is free and not a call.
+
+        ``RunContext`` charges its budgets by the same rule, so a run's usage and the
+        limits it was held to always agree.
+        """
         llm = [s for s in steps if s.get("kind") == "llm"]
-        prompt = sum(s.get("prompt_tokens", 0) for s in llm)
-        completion = sum(s.get("completion_tokens", 0) for s in llm)
+        paid = [s for s in llm if not s.get("cached")]
+        prompt = sum(s.get("prompt_tokens", 0) for s in paid)
+        completion = sum(s.get("completion_tokens", 0) for s in paid)
         return cls(
-            llm_calls=sum(1 for s in llm if not s.get("cached")),
+            llm_calls=len(paid),
             tool_calls=len(steps) - len(llm),
             prompt_tokens=prompt,
             completion_tokens=completion,
             total_tokens=prompt + completion,
-            cost=sum(s.get("cost", 0.0) for s in llm),
+            cost=sum(s.get("cost", 0.0) for s in paid),
             retries=sum(max(0, s.get("attempts", 1) - 1) for s in llm),
             fallbacks=sum(1 for s in llm if s.get("fallback_used")),
         )
@@ -152,11 +158,15 @@ class Team:
         return str(self.compile().get_graph().draw_mermaid())
 
     def check_models(self) -> None:
-        """Refuse a model string litellm cannot route, naming the file, line and field.
+        """Refuse a model string litellm cannot route, or a key variable that is not set,
+        naming the file, line and field.
 
         Raises:
-            TeamFileError: a role, fallback or default model has an unknown provider.
+            TeamFileError: a role, fallback or default model has an unknown provider, or an
+                ``api_key_env`` names a variable the environment does not have.
         """
+        import os
+
         from concilium.agents.llm import unknown_provider
         from concilium.settings import get_settings
 
@@ -166,12 +176,19 @@ class Team:
         ]
         for key, role in self.spec.roles.items():
             fields.append((("roles", key, "model"), role.model or default))
-            fields += [(("roles", key, "fallbacks", i), m) for i, m in enumerate(role.fallbacks)]
+            fields += [(("roles", key, "fallbacks", i), m if isinstance(m, str) else m.model)
+                       for i, m in enumerate(role.fallbacks)]
         for loc, model in fields:
             problem = unknown_provider(model)
             if problem is not None:
                 source = self.source or "<team>"
                 raise TeamFileError(source, problem, line=locate(self.source, loc),
+                                    field=".".join(map(str, loc)))
+        for loc, whose, name in self.spec.key_envs():  # before any call is paid for
+            if not os.environ.get(name):
+                raise TeamFileError(self.source or "<team>", f"{name} is not set in the "
+                                    f"environment (the API key of {whose}); export "
+                                    f"{name}=<the key>", line=locate(self.source, loc),
                                     field=".".join(map(str, loc)))
 
     def recursion_limit(self) -> int:
@@ -183,6 +200,7 @@ class Team:
         task: str,
         *,
         reference: str | None = None,
+        reveal_reference: bool = True,
         lessons: list[str] | None = None,
         run_id: str | None = None,
         seed: int = 0,
@@ -198,6 +216,8 @@ class Team:
         Args:
             task: the task text; it is data for the generator, never configuration.
             reference: a known right answer, to score the run and count flips.
+            reveal_reference: let a ``check: reference`` verifier see ``reference``
+                (an evaluation passes ``False`` unless asked: its key is not the team's).
             lessons: lessons to put in the generator's and refiner's prompts.
             run_id: an id for the run (default: a new one); also its LangGraph thread id.
             seed: base seed; samples and debaters derive distinct seeds from it.
@@ -224,7 +244,7 @@ class Team:
 
         # A key of ours pasted into a task never reaches a model, a prompt or a checkpoint.
         run = {"task": mask_known(task), "reference": reference, "seed": seed,
-               "lessons": lessons, "tests": tests}
+               "lessons": lessons, "tests": tests, "reveal_reference": reveal_reference}
         return await self._execute(run, run_id=run_id or new_run_id(), on_step=on_step,
                                    memory=memory, record=record, durable=durable,
                                    checkpointer=checkpointer, resume=False)
@@ -301,6 +321,7 @@ class Team:
                 saved = await _saved_run(graph, config, run_id)
                 run = saved["run"]
             ctx = self.context(run_id=run_id, reference=run["reference"], seed=run["seed"],
+                               reveal_reference=run.get("reveal_reference", True),
                                on_step=collect)
             if resume:
                 ctx.restore(saved["values"].get("steps") or [])

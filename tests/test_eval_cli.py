@@ -152,7 +152,8 @@ def test_failed_items_exit_1_and_a_rerun_retries_them(tmp_path: Path) -> None:
     team = tmp_path / "flaky.yaml"
     team.write_text("name: flaky\nstrategy: single\nmodel: faulty/down\nretry:\n  attempts: 1\n"
                     "roles:\n  generator: {}\n")
-    args = ["eval", str(team), "-d", "arith:3", "-o", str(tmp_path / "o"), "-q"]
+    args = ["eval", str(team), "-d", "arith:3", "-o", str(tmp_path / "o"), "-q",
+            "--requeue", "1", "--requeue-backoff", "0.001", "--cooldown", "0.01"]
     with scripted.use("inner", Script(default="Answer: 1")) as script:
         faulty.configure("down", faulty.Faults(inner="scripted/inner", server_error=1.0))
         result = runner.invoke(make_app(), args)

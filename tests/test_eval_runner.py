@@ -197,7 +197,7 @@ def test_failed_and_errored_items_run_again(tmp_path: Path, examples: Path) -> N
                       "retry": {"attempts": 1}, "roles": {"generator": {}}})
     with scripted.use("known", known_script()) as script:
         faulty.configure("down", faulty.Faults(inner="scripted/known", server_error=1.0))
-        first = evaluate([team], data, tmp_path)
+        first = evaluate([team], data, tmp_path, requeue_rounds=0)
         [result] = first.summary()["teams"]
         assert result["status"] == {"failed": 4} and result["correct"] == 0
         assert "server error" in first.records()["flaky"][0]["error"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,3 +80,64 @@ def test_summary_counts_failures_as_wrong_and_sums_flips() -> None:
     assert summary["flips"] == {"right->wrong": 1, "wrong->right": 1, "changed": 2}
     assert summary["revisions"] == 3
     assert summary["status"] == {"ok": 2, "timeout": 1}
+
+
+def test_an_outage_is_counted_apart_not_as_wrong_answers(tmp_path: Path) -> None:
+    """Issue #10.3: team B's model is down for 4 of 12 items (every try, every re-queue).
+
+    Before: B scored 6/12 = 50 % and McNemar called A better (6 discordant items,
+    p = 0.03). Now: B is 6/8 = 75 % over what it completed, 4 failed, and the
+    paired test uses only the 8 items both teams completed (2 discordant, p = 0.5).
+    """
+    from concilium.agents.breaker import BreakerPolicy
+    from concilium.agents.providers import scripted
+    from concilium.eval.datasets import load_dataset
+    from concilium.eval.report import TEAM_HEADERS, team_rows, write_report
+    from concilium.eval.runner import EvalOptions, Evaluation
+    from concilium.team import load_team
+    from concilium.tools.calculator import evaluate, find_expression
+
+    data = load_dataset("arith:12:5")
+    down = {item.question for item in data.items[:4]}
+    wrong = {item.question for item in data.items[4:6]}
+
+    def right(call: scripted.ScriptCall) -> str:
+        return f"Answer: {evaluate(find_expression(call.prompt) or '0'):g}"
+
+    def flaky(call: scripted.ScriptCall) -> str:
+        if any(q in call.text for q in down):
+            raise ConnectionError("the provider is unreachable")  # transient: retried, requeued
+        if any(q in call.text for q in wrong):
+            return "Answer: -1"
+        return right(call)
+
+    def team(name: str, model: str) -> Any:
+        return load_team({"name": name, "strategy": "single", "model": model,
+                          "retry": {"attempts": 2, "initial_backoff_s": 0.0},
+                          "roles": {"generator": {}}})
+
+    options = EvalOptions(requeue_rounds=2, requeue_backoff_s=0.001,
+                          breaker=BreakerPolicy(cooldown_s=0.01))
+    with scripted.use("right", scripted.Script(default=right)), \
+            scripted.use("flaky", scripted.Script(default=flaky)) as script:
+        evaluation = Evaluation([team("a", "scripted/right"), team("b", "scripted/flaky")],
+                                data, tmp_path, options)
+        asyncio.run(evaluation.run())
+    summary = evaluation.write_summary()
+    a, b = summary["teams"]
+    assert (a["completed"], a["failed"], a["correct"], a["accuracy"]) == (12, 0, 12, 1.0)
+    assert (b["completed"], b["failed"], b["correct"]) == (8, 4, 6)
+    assert b["accuracy"] == 0.75 and b["accuracy_ci95"] == list(wilson(6, 8))  # type: ignore[arg-type]
+    assert b["status"] == {"ok": 8, "failed": 4} and b["requeued"] == 4 * 2
+    # each of the 4 items: 1 run + 2 re-queues of 2 tries each, fewer once the breaker opens
+    assert 5 <= sum(1 for c in script.calls if any(q in c.text for q in down)) <= 4 * 3 * 2
+    [pair] = summary["comparisons"]
+    assert (pair["items"], pair["a_only"], pair["b_only"]) == (8, 2, 0)
+    assert pair["p_value"] == 0.5 and not pair["significant"]
+
+    row = dict(zip(TEAM_HEADERS, team_rows(summary)[1], strict=True))
+    assert row["failed"] == "4" and row["n"] == "8/12" and row["accuracy [95% CI]"].startswith(
+        "75.0%")
+    page = write_report(summary, evaluation.records(), tmp_path).path.read_text()
+    assert "| wrong→right | failed |" in page  # the column is there
+    assert "over the completed items" in page and "both teams completed" in page

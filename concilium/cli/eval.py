@@ -1,8 +1,11 @@
 """``concilium eval TEAM... --dataset D``: compare teams side by side on a dataset.
 
-Shows a progress bar per team, then a table (accuracy with its 95 % interval,
-calls, tokens, cost, latency, flips) and paired comparisons; writes
-``items.jsonl``, ``summary.json`` and a report with plots to ``--out``.
+Shows a progress bar per team (saying when one of its models is cooling down
+after repeated faults), then a table (accuracy over the completed items with
+its 95 % interval, failed items apart, calls, tokens, cost, latency, flips) and
+paired comparisons; writes ``items.jsonl``, ``summary.json`` and a report with
+plots to ``--out``. Items that failed for a transient reason (rate limits, 5xx,
+timeouts) are queued again (``--requeue`` rounds, growing backoff).
 Rerunning the same command resumes: finished items are not run again.
 Ctrl-C stops it with valid partial results on disk (exit code 130).
 """
@@ -89,6 +92,23 @@ def eval_command(
     answer_field: Annotated[str, typer.Option(help="Dataset field with the answer(s).")] = (
         "answer"
     ),
+    requeue: Annotated[
+        int, typer.Option(help="Rounds an item that failed for a transient reason "
+                               "(rate limit, 5xx, timeout) is queued again.")
+    ] = 3,
+    requeue_backoff: Annotated[
+        float, typer.Option(help="Seconds before an item's first re-queue; doubles each round.")
+    ] = 2.0,
+    cooldown: Annotated[
+        float | None, typer.Option(help="Seconds a model's calls pause after repeated transient "
+                                        "faults (a longer Retry-After wins) [default: 5].",
+                                   show_default=False)
+    ] = None,
+    reveal_reference: Annotated[
+        bool, typer.Option("--reveal-reference",
+                           help="Let `check: reference` verifiers see the dataset's answers "
+                                "(they then grade with the key; the report marks them).")
+    ] = False,
     report: Annotated[ReportKind, typer.Option(help="Report page format.")] = ReportKind.md,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print summary.json to stdout instead of tables.")
@@ -99,7 +119,10 @@ def eval_command(
 ) -> None:
     """Evaluate each TEAM on a dataset: accuracy (95% CI), calls, tokens, cost, latency, flips."""
     import asyncio
+    from dataclasses import replace
 
+    from concilium.agents.breaker import DEFAULT_BREAKER
+    from concilium.errors import ConfigError
     from concilium.eval.datasets import load_dataset
     from concilium.eval.report import write_report
     from concilium.eval.runner import EvalOptions, Evaluation
@@ -109,13 +132,18 @@ def eval_command(
     data = load_dataset(dataset, question_field=question_field, answer_field=answer_field,
                         limit=limit, offset=offset, shuffle=shuffle, seed=seed)
     if not data.items:
-        from concilium.errors import ConfigError
-
         raise ConfigError(f"no items selected from {dataset} ({data.total} items, "
                           f"--offset {offset}, --limit {limit})")
+    if cooldown is not None and cooldown < 0:
+        raise ConfigError(f"--cooldown must be 0 or more, not {cooldown:g}")
+    breaker = (None if cooldown is None
+               else replace(DEFAULT_BREAKER, cooldown_s=cooldown,
+                            max_cooldown_s=max(cooldown, DEFAULT_BREAKER.max_cooldown_s)))
     options = EvalOptions(concurrency=concurrency, item_timeout_s=timeout, memory=memory.value,
                           seed=seed, answer_format=answer_format.value if answer_format else None,
-                          tolerance=tolerance)
+                          tolerance=tolerance, requeue_rounds=requeue,
+                          requeue_backoff_s=requeue_backoff, breaker=breaker,
+                          reveal_reference=reveal_reference)
     target = out_dir if out_dir is not None else Path("reports") / data.name
     evaluation = Evaluation(loaded, data, target, options)
 
@@ -147,17 +175,23 @@ def eval_command(
             err.print(f"note: {note}")
     if interrupted:
         raise KeyboardInterrupt
-    failed = sum(n for t in summary["teams"] for k, n in t["status"].items()
-                 if k in ("failed", "error"))
+    failed = sum(t["failed"] for t in summary["teams"])
     if failed:
-        err.print(f"[red]{failed} item run(s) failed[/red] (their `error` is in "
-                  f"{evaluation.results_path}); rerun the same command to retry just those",
-                  markup=True)
+        from rich.markup import escape
+
+        err.print(f"[red]{failed} item run(s) failed[/red] after {requeue} re-queue round(s) "
+                  f"(their `error` is in {escape(str(evaluation.results_path))}); they are not "
+                  "counted in accuracy; rerun the same command to retry just those", markup=True)
         raise typer.Exit(code=1)
 
 
 class _Bars:
-    """One rich progress bar per team on stderr; yields the runner's ``on_record`` callback."""
+    """One rich progress bar per team on stderr; yields the runner's ``on_record`` callback.
+
+    Besides accuracy (over completed items) and tokens, a bar counts failed items
+    and says which of its team's models is cooling down, read from the circuit
+    breakers at every refresh (a paused run is not a hung run).
+    """
 
     def __init__(self, evaluation: Any, *, enabled: bool) -> None:
         self.evaluation = evaluation
@@ -172,27 +206,40 @@ class _Bars:
             BarColumn,
             MofNCompleteColumn,
             Progress,
+            ProgressColumn,
             TextColumn,
             TimeRemainingColumn,
         )
+        from rich.text import Text
+
+        evaluation = self.evaluation
+
+        class Cooling(ProgressColumn):
+            """``model X cooling down 12 s`` while a breaker holds one of the team's models."""
+
+            def render(self, task: Any) -> Text:
+                paused = evaluation.cooling(task.fields["index"])
+                return Text("; ".join(paused), style="yellow")
 
         self.evaluation.load()
         self.bars = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),  # team names are data
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("acc {task.fields[acc]}"),
             TextColumn("{task.fields[tokens]} tok"),
+            TextColumn("{task.fields[failed]}"),
             TextColumn("ETA"),
             TimeRemainingColumn(),
+            Cooling(),
             console=err,
         )
         width = max(len(slot.team.name) for slot in self.evaluation.slots)
-        for slot in self.evaluation.slots:
+        for index, slot in enumerate(self.evaluation.slots):
             tally = slot.tally
             self.ids.append(self.bars.add_task(
                 slot.team.name.ljust(width), total=tally.total, completed=tally.done,
-                acc=_acc(tally), tokens=f"{tally.tokens:,}",
+                acc=_acc(tally), tokens=f"{tally.tokens:,}", failed=_failed(tally), index=index,
             ))
         self.bars.start()
         return self.update
@@ -200,7 +247,7 @@ class _Bars:
     def update(self, index: int, record: dict[str, Any]) -> None:
         tally = self.evaluation.slots[index].tally
         self.bars.update(self.ids[index], completed=tally.done, acc=_acc(tally),
-                         tokens=f"{tally.tokens:,}")
+                         tokens=f"{tally.tokens:,}", failed=_failed(tally))
 
     def __exit__(self, *exc: object) -> None:
         if self.bars is not None:
@@ -210,6 +257,10 @@ class _Bars:
 def _acc(tally: Any) -> str:
     accuracy = tally.accuracy
     return "  —  " if accuracy is None else f"{100 * accuracy:5.1f}%"
+
+
+def _failed(tally: Any) -> str:
+    return f"{tally.failed} failed" if tally.failed else ""
 
 
 def _print_tables(summary: dict[str, Any]) -> None:
@@ -227,7 +278,8 @@ def _print_tables(summary: dict[str, Any]) -> None:
     if not summary["complete"]:
         title += " (partial)"
     # piped output has no terminal to wrap at: print the tables whole
-    console = out if out.is_terminal else Console(file=out.file, width=160, highlight=False)
+    console = out if out.is_terminal else Console(file=out.file, width=160, highlight=False,
+                                                        markup=False)
     table = Table(*TEAM_HEADERS, title=title)
     for row in team_rows(summary):
         table.add_row(*row)

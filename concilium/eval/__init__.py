@@ -3,6 +3,8 @@
 - ``datasets``: JSONL / JSON files (GSM8K and CIAR as they come) and ``arith:N[:seed]``;
 - ``graders``: one per answer format (number, choice, text, code);
 - ``runner``: concurrent, resumable runs streamed to ``items.jsonl`` and ``summary.json``;
+  items that failed for a transient reason are re-queued, and a per-model circuit
+  breaker (``BreakerPolicy``) pauses a model that keeps failing;
 - ``stats``: Wilson intervals, paired McNemar tests, per-team summaries;
 - ``report``: Markdown / HTML with plots.
 
@@ -19,15 +21,17 @@ from typing import TYPE_CHECKING
 from concilium._lazy import lazy_getattr
 
 if TYPE_CHECKING:
+    from concilium.agents.breaker import BreakerPolicy
     from concilium.eval.datasets import Dataset, Item, load_dataset
     from concilium.eval.graders import Grade, grader_for
     from concilium.eval.report import write_report
     from concilium.eval.runner import EvalOptions, Evaluation
 
-__all__ = ["Dataset", "EvalOptions", "Evaluation", "Grade", "Item", "grader_for",
-           "load_dataset", "write_report"]
+__all__ = ["BreakerPolicy", "Dataset", "EvalOptions", "Evaluation", "Grade", "Item",
+           "grader_for", "load_dataset", "write_report"]
 
 _LAZY = {
+    "BreakerPolicy": "concilium.agents.breaker",
     "Dataset": "concilium.eval.datasets",
     "Item": "concilium.eval.datasets",
     "load_dataset": "concilium.eval.datasets",

@@ -6,6 +6,12 @@ the two questions people ask first: *what accuracy does each team buy with its
 tokens* (one point per team, with its 95 % interval) and *how long does an item
 take* (the latency distribution per team). Without matplotlib (the ``eval``
 extra) the report keeps its tables and says how to get the plots.
+
+Accuracy is over the items a team completed; items that failed for reasons of
+infrastructure have their own column. A team whose ``check: reference``
+verifier was shown the answer key (``--reveal-reference``) is marked, since it
+was graded by the key. The page passes through
+:func:`concilium.secrets.mask_known` like everything else the evaluation writes.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from concilium.secrets import mask_known, secret_values
 
 __all__ = ["ACCURACY_PLOT", "LATENCY_PLOT", "Report", "team_rows", "write_report"]
 
@@ -61,6 +69,16 @@ def flips_shown(team: Mapping[str, Any]) -> bool:
 
 TEAM_HEADERS = ("team", "strategy", "accuracy [95% CI]", "n", "calls", "tokens", "cost",
                 "p50", "p95", "right→wrong", "wrong→right", "failed")
+"""``n`` is completed/selected items; ``failed`` the items the infrastructure failed."""
+SAW_KEY = " (saw answer key)"
+"""Marks a team whose ``check: reference`` verifier was shown the dataset's answers."""
+
+
+def failed_count(team: Mapping[str, Any]) -> int:
+    """Items that failed for reasons of infrastructure (also from an older summary)."""
+    if "failed" in team:
+        return int(team["failed"])
+    return sum(v for k, v in team.get("status", {}).items() if k in ("failed", "error"))
 
 
 def team_rows(summary: Mapping[str, Any]) -> list[list[str]]:
@@ -73,13 +91,13 @@ def team_rows(summary: Mapping[str, Any]) -> list[list[str]]:
             accuracy += f" [{100 * ci[0]:.1f}–{100 * ci[1]:.1f}]"
         flips = team.get("flips") or {}
         shown = flips_shown(team)
-        status = team.get("status", {})
-        failed = sum(v for k, v in status.items() if k not in ("ok", "stopped"))
+        failed = failed_count(team)
+        completed = team.get("completed", team.get("done", 0) - failed)
         rows.append([
-            team["name"],
+            team["name"] + (SAW_KEY if team.get("saw_reference") else ""),
             team.get("strategy", ""),
             accuracy,
-            f"{team.get('done', 0)}/{team.get('items', 0)}",
+            f"{completed}/{team.get('items', 0)}",
             _num(team.get("mean_llm_calls"), 2),
             _num(team.get("mean_tokens"), 0),
             f"${team.get('total_cost', 0.0):.4f}",
@@ -191,15 +209,18 @@ def _blocks(summary: Mapping[str, Any], images: Sequence[Path], notes: Sequence[
         blocks.append(("p", "**Partial results**: the run was interrupted or some items are "
                             "missing; rerun the same command to finish it."))
     blocks += [("h2", "Teams"), ("table", TEAM_HEADERS, team_rows(summary))]
-    blocks.append(("p", "calls and tokens are means per item, cost is the total, p50/p95 are "
-                        "per-item latency. Accuracy counts failed and timed-out items as wrong; "
-                        "its interval is Wilson's 95 %. Flips (answers a revision turned "
-                        "right→wrong or wrong→right) are judged against the first accepted "
-                        "answer."))
+    blocks.append(("p", "n is the items each team completed; calls and tokens are means per "
+                        "item, cost is the total, p50/p95 are per-item latency. Accuracy is "
+                        "over the completed items (a timed-out or budget-stopped item counts "
+                        "as wrong); items the infrastructure failed (a model that kept "
+                        "failing after retries and re-queues, a crashed run) are in `failed`, "
+                        "not counted as wrong. Its interval is Wilson's 95 %. Flips (answers "
+                        "a revision turned right→wrong or wrong→right) are judged against the "
+                        "first accepted answer."))
     comparisons = comparison_rows(summary)
     if comparisons:
         blocks += [("h2", "Paired comparisons"), ("table", COMPARISON_HEADERS, comparisons),
-                   ("p", "McNemar's test on the items both teams answered (exact binomial "
+                   ("p", "McNemar's test on the items both teams completed (exact binomial "
                          "below 25 discordant items): a small p means the difference in "
                          "accuracy is unlikely to be chance.")]
     titles = {ACCURACY_PLOT: "Accuracy against tokens", LATENCY_PLOT: "Latency"}
@@ -302,7 +323,18 @@ def write_report(
             listed = ", ".join(f"{v} {k}" for k, v in sorted(failed.items()))
             notes.append(f"{team['name']}: {listed}; rerun the same command to retry failed "
                          "and errored items (see their `error` in items.jsonl).")
+        if team.get("saw_reference"):
+            notes.append(f"{team['name']}{SAW_KEY}: its `check: reference` verifier was shown "
+                         "the dataset's answers (--reveal-reference), so it was graded by the "
+                         "key; its accuracy is not comparable with the other teams'.")
+        elif team.get("checks_reference"):
+            notes.append(f"{team['name']}: its `check: reference` verifier ran without the "
+                         "answer key (it accepts every answer); pass --reveal-reference to "
+                         "show it the dataset's answers.")
     blocks = _blocks(summary, images, notes)
     path = out_dir / ("report.html" if fmt == "html" else "report.md")
-    path.write_text(_html(blocks) if fmt == "html" else _markdown(blocks), encoding="utf-8")
+    page = _html(blocks) if fmt == "html" else _markdown(blocks)
+    secrets = secret_values()
+    secrets += [html.escape(s) for s in secrets if html.escape(s) != s]  # as the page has it
+    path.write_text(mask_known(page, secrets), encoding="utf-8")
     return Report(path=path, images=images, notes=notes)

@@ -5,18 +5,31 @@ Layout of an output directory:
 - ``items.jsonl`` — one JSON record per (team, item) as each finishes, flushed
   at once, so Ctrl-C (or a crash) leaves every finished item on disk and at
   worst one torn last line, which the next run cuts off;
-- ``summary.json`` — per-team accuracy (a fraction) with its Wilson interval,
-  calls, tokens, cost, latency percentiles and flips, plus paired McNemar
-  comparisons; ``"complete": false`` when the run was interrupted.
+- ``summary.json`` — per-team accuracy (a fraction of the items the team
+  completed) with its Wilson interval, the items that failed for reasons of
+  infrastructure (counted apart, never as wrong answers), calls, tokens, cost,
+  latency percentiles and flips, plus paired McNemar comparisons on the items
+  both teams completed; ``"complete": false`` when the run was interrupted.
+
+Both files, and the report, pass through :func:`concilium.secrets.mask_known`: a
+key of ours inside a dataset question is written as ``***``, as a run writes it.
 
 A record is keyed by the team's content hash (``--model`` changes it), the
 item's key and the memory mode (``off``, ``read``, ``learn`` are separate
 experiments). Rerunning the same command skips every (team, item) that already
 has a final outcome (``ok``, ``stopped``, ``timeout``); ``failed`` (a model
 failed after its retries) and ``error`` items are tried again. Retries of single
-calls belong to the model layer (the team's ``retry:``), never to this runner.
+calls belong to the model layer (the team's ``retry:`` and the per-model circuit
+breaker, :mod:`concilium.agents.breaker`); this runner re-queues a whole item
+only when it failed for a transient reason (rate limit, 5xx, timeout, a model
+cooling down), after a growing backoff, for ``requeue_rounds`` rounds: an
+overnight run against a flaky API finishes instead of losing items.
 Records graded under other grader settings are regraded from their stored reply,
 without calling a model.
+
+The dataset's answer is the *grader's*: a team's ``check: reference`` verifier
+sees it only with ``reveal_reference`` (``--reveal-reference``), and the summary
+and report mark the teams that did.
 
 Example:
     >>> evaluation = Evaluation([team_a, team_b], load_dataset("arith:50"), Path("out"))
@@ -30,16 +43,18 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from concilium.agents.breaker import BreakerPolicy
 from concilium.errors import ConfigError
 from concilium.eval.datasets import Dataset, Item
 from concilium.eval.graders import Grader, grader_for
-from concilium.eval.stats import compare, summarize_team
+from concilium.eval.stats import COMPLETED, compare, summarize_team
 
 __all__ = [
     "FINAL_STATUSES",
@@ -55,6 +70,11 @@ RESULTS_FILE = "items.jsonl"
 SUMMARY_FILE = "summary.json"
 FINAL_STATUSES = frozenset({"ok", "stopped", "timeout"})
 """Outcomes a rerun keeps; any other status is run again."""
+TRANSIENT_ERRORS = frozenset({
+    "Timeout", "TimeoutError", "RateLimitError", "APIConnectionError", "ConnectionError",
+    "ServiceUnavailableError", "InternalServerError", "BadGatewayError", "CircuitOpen",
+})
+"""Error types in a failed run's message (``model: Type: text``) worth running the item again."""
 
 MemoryMode = Literal["off", "read", "learn"]
 
@@ -75,6 +95,14 @@ class EvalOptions:
     """Grade every team in this format instead of each team's own ``answer.format``."""
     tolerance: float | None = None
     """Relative tolerance for numbers instead of each team's ``answer.tolerance``."""
+    requeue_rounds: int = 3
+    """Times an item that failed for a transient reason is queued again (0: never)."""
+    requeue_backoff_s: float = 2.0
+    """Wait before an item's first re-queue; doubles each round."""
+    breaker: BreakerPolicy | None = None
+    """The per-model circuit breaker for this evaluation's calls (``None``: its default)."""
+    reveal_reference: bool = False
+    """Let ``check: reference`` verifiers see the dataset's answers (they grade with the key)."""
 
 
 @dataclass
@@ -85,16 +113,23 @@ class Tally:
     total: int
     done: int = 0
     correct: int = 0
+    failed: int = 0
+    """Items that failed for reasons of infrastructure (not counted in accuracy)."""
     tokens: int = 0
     cost: float = 0.0
 
     @property
     def accuracy(self) -> float | None:
-        return self.correct / self.done if self.done else None
+        """Over the items the team completed."""
+        completed = self.done - self.failed
+        return self.correct / completed if completed else None
 
     def add(self, record: dict[str, Any]) -> None:
         self.done += 1
-        self.correct += bool(record.get("correct"))
+        if record.get("status") in COMPLETED:
+            self.correct += bool(record.get("correct"))
+        else:
+            self.failed += 1
         self.tokens += int(record.get("total_tokens", 0))
         self.cost += float(record.get("cost", 0.0))
 
@@ -117,6 +152,30 @@ def _with_memory_mode(team: Any, mode: MemoryMode) -> Any:
 
 
 @dataclass
+class _Job:
+    """One (team, item) to run, with what its earlier, re-queued tries spent."""
+
+    index: int
+    position: int
+    item: Item
+    rounds: int = 0
+    """Times it was re-queued after a transient failure."""
+    spent: dict[str, float] = field(default_factory=dict)
+
+    def spend(self, record: dict[str, Any]) -> dict[str, Any]:
+        """``record`` with the usage of the earlier tries added (a failed try still costs)."""
+        for key in _USAGE_FIELDS:
+            record[key] = record.get(key, 0) + self.spent.get(key, 0)
+            self.spent[key] = record[key]
+        record["requeued"] = self.rounds
+        return record
+
+
+_USAGE_FIELDS = ("llm_calls", "tool_calls", "prompt_tokens", "completion_tokens",
+                 "total_tokens", "cost", "retries", "fallbacks")
+
+
+@dataclass
 class _Slot:
     """One team of the evaluation with what grades it."""
 
@@ -124,8 +183,23 @@ class _Slot:
     hash: str
     grader: Grader
     tally: Tally
+    sees_reference: bool = False
+    """A ``check: reference`` verifier of this team is shown the dataset's answers."""
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     """item key -> latest record."""
+
+    @property
+    def checks_reference(self) -> bool:
+        return any(role.check == "reference" for role in self.team.spec.roles.values())
+
+    def models(self) -> set[str]:
+        """Every model string this team's roles may call (their fallbacks included)."""
+        from concilium.settings import get_settings
+
+        spec = self.team.spec
+        default = spec.model or get_settings().model
+        return {m for role in spec.roles.values() for m in (role.model or default,
+                                                              *role.fallbacks)}
 
 
 class Evaluation:
@@ -153,6 +227,11 @@ class Evaluation:
             )
         if options.memory not in ("off", "read", "learn"):
             raise ConfigError(f"--memory must be off, read or learn, not {options.memory!r}")
+        if options.requeue_rounds < 0:
+            raise ConfigError(f"--requeue must be 0 or more, not {options.requeue_rounds}")
+        if options.requeue_backoff_s < 0:
+            raise ConfigError(f"--requeue-backoff must be 0 or more, not "
+                              f"{options.requeue_backoff_s}")
         self.dataset = dataset
         self.out_dir = Path(out_dir)
         self.options = options
@@ -166,10 +245,15 @@ class Evaluation:
             if require is not None:
                 require()
             # the hash is the user's team, before the memory mode adjusts its policy
-            self.slots.append(_Slot(_with_memory_mode(team, options.memory),
-                                    team.spec.content_hash(), grader,
-                                    Tally(team.name, len(dataset.items))))
+            slot = _Slot(_with_memory_mode(team, options.memory), team.spec.content_hash(),
+                         grader, Tally(team.name, len(dataset.items)))
+            slot.sees_reference = options.reveal_reference and slot.checks_reference
+            self.slots.append(slot)
         self.skipped_lines = 0
+        self.requeued = 0
+        """Items queued again after a transient failure, in this process."""
+        self._breakers: Any = None
+        """The running loop's circuit breakers (read by progress bars from their thread)."""
         self.started_at = time.time()
         self.finished_at: float | None = None
         self._file: IO[str] | None = None
@@ -196,11 +280,15 @@ class Evaluation:
         """Run every (team, item) not already done; ``on_record(team_index, record)`` after each.
 
         Items go out item by item across teams, so every team advances together and
-        an interrupted run still compares teams on the same items. ``executor(team_index,
-        position, item)`` runs one item elsewhere (a Ray worker calling :meth:`run_item`
-        on its own copy of this evaluation); the default is :meth:`run_item` here.
+        an interrupted run still compares teams on the same items. An item that
+        failed for a transient reason goes back in the queue after a backoff (its
+        worker takes other items meanwhile); only its final record is written.
+        ``executor(team_index, position, item)`` runs one item elsewhere (a Ray worker
+        calling :meth:`run_item` on its own copy of this evaluation); the default is
+        :meth:`run_item` here.
         """
         self._executor = executor or self.run_item
+        from concilium.agents import breaker
         from concilium.agents.llm import litellm_module
 
         litellm_module()  # pay the import before the first item's clock starts, not during it
@@ -210,36 +298,67 @@ class Evaluation:
             self._memory = await asyncio.to_thread(Memory.open)  # once, and fail before items
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.load()
-        pending: asyncio.Queue[tuple[int, int, Item]] = asyncio.Queue()
+        self._breakers = breaker.registry()
+        previous = (self._breakers.configure(self.options.breaker)
+                    if self.options.breaker is not None else None)
+        pending: asyncio.Queue[_Job] = asyncio.Queue()
         for position, item in enumerate(self.dataset.items):
             for index, slot in enumerate(self.slots):
                 done = slot.records.get(item.key)
                 if done is None or done.get("status") not in FINAL_STATUSES:
-                    pending.put_nowait((index, position, item))
-        with self._open() as self._file:
-            await self._regrade()
-            self._retally()
-            workers = min(self.options.concurrency, pending.qsize())
-            try:
-                async with asyncio.TaskGroup() as group:
-                    for _ in range(workers):
-                        group.create_task(self._worker(pending, on_record))
-            except* ConfigError as failures:
-                raise failures.exceptions[0] from None
+                    pending.put_nowait(_Job(index, position, item))
+        self._left = pending.qsize()
+        self._finished = asyncio.Event()
+        try:
+            with self._open() as self._file:
+                await self._regrade()
+                self._retally()
+                if self._left:
+                    await self._work(pending, on_record)
+        finally:
+            if previous is not None:
+                self._breakers.configure(previous)
         self.finished_at = time.time()
+
+    async def _work(
+        self,
+        pending: asyncio.Queue[_Job],
+        on_record: Callable[[int, dict[str, Any]], None] | None,
+    ) -> None:
+        """``concurrency`` workers until every job has its final record."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                workers = [group.create_task(self._worker(pending, group, on_record))
+                           for _ in range(min(self.options.concurrency, self._left))]
+                await self._finished.wait()
+                for worker in workers:
+                    worker.cancel()
+        except* ConfigError as failures:
+            raise failures.exceptions[0] from None
 
     async def _worker(
         self,
-        pending: asyncio.Queue[tuple[int, int, Item]],
+        pending: asyncio.Queue[_Job],
+        group: asyncio.TaskGroup,
         on_record: Callable[[int, dict[str, Any]], None] | None,
     ) -> None:
-        while not pending.empty():
-            index, position, item = pending.get_nowait()
-            record = await self._executor(index, position, item)
-            self._keep(index, record)
-            self.slots[index].tally.add(record)
+        while True:
+            job = await pending.get()
+            index, slot = job.index, self.slots[job.index]
+            record = job.spend(await self._executor(job.index, job.position, job.item))
+            if job.rounds < self.options.requeue_rounds and _transient(record):
+                delay = self.options.requeue_backoff_s * 2**job.rounds
+                self.requeued += 1
+                job.rounds += 1
+                group.create_task(_later(delay, pending.put_nowait, job))
+                continue
+            record = self._keep(index, record)
+            slot.tally.add(record)
             if on_record is not None:
                 on_record(index, record)
+            self._left -= 1
+            if self._left == 0:
+                self._finished.set()
 
     async def run_item(self, index: int, position: int, item: Item) -> dict[str, Any]:
         """Team ``index`` on ``item`` -> its graded record (the seam a remote executor calls)."""
@@ -254,6 +373,7 @@ class Evaluation:
 
         steps: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {"reference": item.reference, "seed": self.options.seed,
+                                  "reveal_reference": slot.sees_reference,
                                   "on_step": steps.append, "memory": self._memory,
                                   "durable": False,  # an evaluation resumes by item
                                   "tests": item.tests}
@@ -301,6 +421,7 @@ class Evaluation:
             "lessons_recalled": len(result.lessons) if result is not None else 0,
             "lessons_stored": len(result.remembered) if result is not None else 0,
             "seed": self.options.seed,
+            "reference_revealed": slot.sees_reference,
             "at": time.time(),
         }
         return await self._graded(slot, item, record)
@@ -326,10 +447,12 @@ class Evaluation:
                 if record.get("grader") != slot.grader.id and key in by_key:
                     self._keep(index, await self._graded(slot, by_key[key], record))
 
-    def _keep(self, index: int, record: dict[str, Any]) -> None:
-        slot = self.slots[index]
+    def _keep(self, index: int, record: dict[str, Any]) -> dict[str, Any]:
+        """Write ``record`` (our secrets masked) and make it the item's latest; returns it."""
+        record = _masked(record)
         self._write(record)
-        slot.records[record["item"]] = record
+        self.slots[index].records[record["item"]] = record
+        return record
 
     # ------------------------------------------------------------------ disk
 
@@ -354,7 +477,10 @@ class Evaluation:
                 if not isinstance(record, dict) or record.get("memory") != self.options.memory:
                     continue  # results under another memory mode are another experiment
                 owner = by_hash.get(str(record.get("team_hash")))
-                if owner is not None and record.get("item") in wanted:
+                # earlier records are from runs that always showed the reference
+                revealed = record.get("reference_revealed", owner and owner.checks_reference)
+                if owner is not None and record.get("item") in wanted and (
+                        bool(revealed) == owner.sees_reference):
                     owner.records[record["item"]] = record
         self._retally()
 
@@ -406,13 +532,17 @@ class Evaluation:
                 "content_hash": slot.hash,
                 "model": spec.model,
                 "grader": slot.grader.id,
+                "checks_reference": slot.checks_reference,
+                "saw_reference": slot.sees_reference,
                 **summarize_team(records[slot.team.name], total),
             })
         if complete is None:
             complete = all(t["done"] == total for t in teams)
-        outcomes = {name: {r["item"]: bool(r.get("correct")) for r in rows}
+        # paired on what both teams answered: an outage of one is not the other's win
+        outcomes = {name: {r["item"]: bool(r.get("correct")) for r in rows
+                           if r.get("status") in COMPLETED}
                     for name, rows in records.items()}
-        return {
+        return _masked({
             "complete": complete,
             "dataset": {"spec": self.dataset.spec, "name": self.dataset.name,
                         "items": total, "source_items": self.dataset.total},
@@ -420,12 +550,26 @@ class Evaluation:
                         "item_timeout_s": self.options.item_timeout_s,
                         "memory": self.options.memory, "seed": self.options.seed,
                         "answer_format": self.options.answer_format,
-                        "tolerance": self.options.tolerance},
+                        "tolerance": self.options.tolerance,
+                        "requeue_rounds": self.options.requeue_rounds,
+                        "requeue_backoff_s": self.options.requeue_backoff_s,
+                        "reveal_reference": self.options.reveal_reference},
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "teams": teams,
             "comparisons": compare(outcomes),
-        }
+        })
+
+    def cooling(self, index: int) -> list[str]:
+        """What pauses team ``index`` now: ``"model cooling down 12 s"`` per open breaker.
+
+        For progress bars; safe to call from their refresh thread while the run goes.
+        """
+        if self._breakers is None:
+            return []
+        models = self.slots[index].models()
+        return [f"{model} cooling down {left:.0f} s" if left >= 0.5 else f"{model} probing"
+                for model, left in self._breakers.cooling() if model in models]
 
     def write_summary(self, *, complete: bool | None = None) -> dict[str, Any]:
         """Write ``summary.json`` atomically (a reader never sees half a file) and return it."""
@@ -435,6 +579,48 @@ class Evaluation:
         temporary.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", "utf-8")
         os.replace(temporary, self.summary_path)
         return summary
+
+
+_ERROR_TYPE = re.compile(r": ([A-Za-z_]\w*)(?::|$)")
+
+
+def _transient(record: dict[str, Any]) -> bool:
+    """A ``failed`` run whose every listed model error is transient (see TRANSIENT_ERRORS).
+
+    The run's error is the model door's ``all models failed: m: Type: text | ...``;
+    a refusal, a bad request or a missing key fails the same way every time.
+    """
+    error = record.get("error") or ""
+    if record.get("status") != "failed" or not error.startswith("all models failed:"):
+        return False
+    parts = error.split(":", 1)[1].split(" | ")
+    types = [match.group(1) if (match := _ERROR_TYPE.search(part)) else "" for part in parts]
+    return bool(types) and all(t in TRANSIENT_ERRORS for t in types)
+
+
+async def _later(delay_s: float, put: Callable[[_Job], None], job: _Job) -> None:
+    await asyncio.sleep(delay_s)
+    put(job)
+
+
+def _masked(value: Any) -> Any:
+    """``value`` with this process's secrets masked in every string (as a run masks a task)."""
+    from concilium.secrets import mask_known, secret_values
+
+    secrets = secret_values()
+    if not secrets:
+        return value
+
+    def mask(item: Any) -> Any:
+        if isinstance(item, str):
+            return mask_known(item, secrets)
+        if isinstance(item, dict):
+            return {k: mask(v) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return type(item)(mask(v) for v in item)
+        return item
+
+    return mask(value)
 
 
 def _drop_torn_tail(path: Path) -> None:

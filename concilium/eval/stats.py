@@ -17,8 +17,10 @@ from itertools import combinations
 from typing import Any
 
 __all__ = [
+    "COMPLETED",
     "McNemar",
     "compare",
+    "completed",
     "mcnemar",
     "percentile",
     "summarize_team",
@@ -95,16 +97,29 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
+COMPLETED = frozenset({"ok", "stopped", "timeout"})
+"""Statuses of items the team itself finished: its answer, or its own budget or time ran out."""
+
+
+def completed(record: Mapping[str, Any]) -> bool:
+    """Whether the team finished the item (``failed``/``error``: the infrastructure did not)."""
+    return str(record.get("status", "ok")) in COMPLETED
+
+
 def summarize_team(records: Sequence[Mapping[str, Any]], selected: int) -> dict[str, Any]:
     """Accuracy, cost, latency and flips of one team's item records.
 
-    Failed, timed-out and errored items count as wrong: the team did not answer.
+    Accuracy is over the items the team *completed*: a budget stop or an item
+    timeout is the team's own (wrong) answer, but a model that failed after its
+    retries and re-queues (``failed``) or a crashed item run (``error``) says
+    nothing about the team, so those are counted in ``failed`` and not graded.
     ``revisions`` counts revised answers (refiner, debater turns); flips are among them.
     """
     done = len(records)
-    correct = sum(1 for r in records if r.get("correct"))
+    finished = [r for r in records if completed(r)]
+    correct = sum(1 for r in finished if r.get("correct"))
     latencies = [float(r.get("wall_ms", 0.0)) for r in records]
-    interval = wilson(correct, done)
+    interval = wilson(correct, len(finished))
     flips = {
         key: sum(int((r.get("flips") or {}).get(key, 0)) for r in records)
         for key in ("right->wrong", "wrong->right", "changed")
@@ -112,9 +127,12 @@ def summarize_team(records: Sequence[Mapping[str, Any]], selected: int) -> dict[
     return {
         "items": selected,
         "done": done,
+        "completed": len(finished),
+        "failed": done - len(finished),
         "correct": correct,
-        "accuracy": correct / done if done else None,
+        "accuracy": correct / len(finished) if finished else None,
         "accuracy_ci95": list(interval) if interval else None,
+        "requeued": sum(int(r.get("requeued", 0)) for r in records),
         "mean_llm_calls": _mean(r.get("llm_calls", 0) for r in records),
         "mean_tokens": _mean(r.get("total_tokens", 0) for r in records),
         "total_tokens": sum(int(r.get("total_tokens", 0)) for r in records),
@@ -140,7 +158,8 @@ def compare(
     """McNemar for every pair of teams, on the items both have a result for.
 
     Args:
-        outcomes: team name -> item key -> correct.
+        outcomes: team name -> item key -> correct, for the items the team completed
+            (leave out failed items: an outage of one team is not the other's win).
         alpha: the significance level the ``significant`` flag uses.
     """
     rows = []

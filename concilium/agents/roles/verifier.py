@@ -129,7 +129,8 @@ async def verify(
         elif spec.check == "tests":
             verdict = await tests_verdict(task, answer, tests)
         else:
-            verdict = reference_verdict(answer, ctx.reference, fmt, ctx.team.answer.tolerance)
+            shown = ctx.reference if ctx.reveal_reference else None
+            verdict = reference_verdict(answer, shown, fmt, ctx.team.answer.tolerance)
         step = ctx.step(node=node, role="verifier", round=round, output=verdict.reason,
                         parsed=verdict.model_dump(), answer=answer.value, tool=spec.check,
                         latency_ms=(time.perf_counter() - start) * 1000.0)
