@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from concilium.cli import batch as batch_cmd
 from concilium.cli import eval as eval_cmd
 from concilium.cli import memory as memory_cmd
 from concilium.cli import run as run_cmd
@@ -27,6 +28,7 @@ app = typer.Typer(
 app.command("run")(run_cmd.run_command)
 app.command("serve")(serve_cmd.serve_command)
 eval_cmd.register(app)
+app.command("batch")(batch_cmd.batch_command)
 app.add_typer(teams_cmd.app, name="teams")
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(memory_cmd.app, name="memory")

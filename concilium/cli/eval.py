@@ -114,6 +114,8 @@ def eval_command(
         bool, typer.Option("--json", help="Print summary.json to stdout instead of tables.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    ray: Annotated[str | None, typer.Option(help="Run on Ray: 'auto' or ray://host:10001.")] = None,
+    workers: Annotated[int, typer.Option(help="Ray actors (with --ray).")] = 2,
 ) -> None:
     """Evaluate each TEAM on a dataset: accuracy (95% CI), calls, tokens, cost, latency, flips."""
     import asyncio
@@ -148,7 +150,13 @@ def eval_command(
     interrupted = False
     with _Bars(evaluation, enabled=not quiet and not json_out) as on_record:
         try:
-            asyncio.run(evaluation.run(on_record))
+            if ray is None:
+                asyncio.run(evaluation.run(on_record))
+            else:
+                from concilium.scale.driver import drive_eval
+
+                asyncio.run(drive_eval(evaluation, loaded, ray=ray, workers=workers,
+                                       on_record=on_record))
         except KeyboardInterrupt:
             interrupted = True
     summary = evaluation.write_summary(complete=False if interrupted else None)

@@ -45,7 +45,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -260,6 +260,7 @@ class Evaluation:
         self._loaded = False
         self._memory: Any = False
         """What every run gets as ``memory=``: ``False`` (off) or the opened store."""
+        self._executor: Callable[[int, int, Item], Awaitable[dict[str, Any]]] = self.run_item
 
     @property
     def results_path(self) -> Path:
@@ -271,14 +272,22 @@ class Evaluation:
 
     # ------------------------------------------------------------------ running
 
-    async def run(self, on_record: Callable[[int, dict[str, Any]], None] | None = None) -> None:
+    async def run(
+        self,
+        on_record: Callable[[int, dict[str, Any]], None] | None = None,
+        executor: Callable[[int, int, Item], Awaitable[dict[str, Any]]] | None = None,
+    ) -> None:
         """Run every (team, item) not already done; ``on_record(team_index, record)`` after each.
 
         Items go out item by item across teams, so every team advances together and
         an interrupted run still compares teams on the same items. An item that
         failed for a transient reason goes back in the queue after a backoff (its
         worker takes other items meanwhile); only its final record is written.
+        ``executor(team_index, position, item)`` runs one item elsewhere (a Ray worker
+        calling :meth:`run_item` on its own copy of this evaluation); the default is
+        :meth:`run_item` here.
         """
+        self._executor = executor or self.run_item
         from concilium.agents import breaker
         from concilium.agents.llm import litellm_module
 
@@ -336,7 +345,7 @@ class Evaluation:
         while True:
             job = await pending.get()
             index, slot = job.index, self.slots[job.index]
-            record = job.spend(await self._run_one(slot, job.position, job.item))
+            record = job.spend(await self._executor(job.index, job.position, job.item))
             if job.rounds < self.options.requeue_rounds and _transient(record):
                 delay = self.options.requeue_backoff_s * 2**job.rounds
                 self.requeued += 1
@@ -350,6 +359,14 @@ class Evaluation:
             self._left -= 1
             if self._left == 0:
                 self._finished.set()
+
+    async def run_item(self, index: int, position: int, item: Item) -> dict[str, Any]:
+        """Team ``index`` on ``item`` -> its graded record (the seam a remote executor calls)."""
+        if self.options.memory != "off" and self._memory is False:
+            from concilium.memory import Memory
+
+            self._memory = await asyncio.to_thread(Memory.open)
+        return await self._run_one(self.slots[index], position, item)
 
     async def _run_one(self, slot: _Slot, position: int, item: Item) -> dict[str, Any]:
         from concilium.team import RunFailed, Usage
