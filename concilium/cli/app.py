@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from concilium.cli import eval as eval_cmd
+from concilium.cli import export as export_cmd
 from concilium.cli import memory as memory_cmd
 from concilium.cli import run as run_cmd
 from concilium.cli import runs as runs_cmd
@@ -24,6 +25,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.command("run")(run_cmd.run_command)
+app.command("export")(export_cmd.export_command)
 eval_cmd.register(app)
 app.add_typer(teams_cmd.app, name="teams")
 app.add_typer(runs_cmd.app, name="runs")
