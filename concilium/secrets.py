@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["MASK", "mask_known", "redact", "redact_obj", "secret_values"]
+__all__ = ["MASK", "mark_secret_names", "mask_known", "redact", "redact_obj", "secret_values"]
 
 MASK = "***"
 _SECRET_NAME = re.compile(r"(API_?KEY|KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)$", re.I)
@@ -25,6 +26,13 @@ _SHAPES = re.compile(
     r"|(?<=://)[^:/@\s]+:[^@/\s]+(?=@))"  # user:password@ in URLs
 )
 MIN_SECRET_CHARS = 6
+_NAMED: set[str] = set()
+
+
+def mark_secret_names(names: Iterable[str]) -> None:
+    """Treat these environment variables as secrets whatever their names (a team's
+    ``api_key_env`` may name ``VLLM_A`` rather than ``*_KEY``)."""
+    _NAMED.update(names)
 
 
 def secret_values() -> list[str]:
@@ -32,7 +40,7 @@ def secret_values() -> list[str]:
     values = {
         value
         for name, value in os.environ.items()
-        if _SECRET_NAME.search(name) and len(value) >= MIN_SECRET_CHARS
+        if (_SECRET_NAME.search(name) or name in _NAMED) and len(value) >= MIN_SECRET_CHARS
     }
     for name in ("CONCILIUM_DATABASE_URL", "CONCILIUM_REDIS_URL"):
         password = urlsplit(os.environ.get(name, "")).password

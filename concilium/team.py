@@ -48,16 +48,22 @@ class Usage(BaseModel):
 
     @classmethod
     def of(cls, steps: list[Step]) -> Usage:
+        """Totals of a run's steps; a reply from the response cache is free and not a call.
+
+        ``RunContext`` charges its budgets by the same rule, so a run's usage and the
+        limits it was held to always agree.
+        """
         llm = [s for s in steps if s.get("kind") == "llm"]
-        prompt = sum(s.get("prompt_tokens", 0) for s in llm)
-        completion = sum(s.get("completion_tokens", 0) for s in llm)
+        paid = [s for s in llm if not s.get("cached")]
+        prompt = sum(s.get("prompt_tokens", 0) for s in paid)
+        completion = sum(s.get("completion_tokens", 0) for s in paid)
         return cls(
-            llm_calls=sum(1 for s in llm if not s.get("cached")),
+            llm_calls=len(paid),
             tool_calls=len(steps) - len(llm),
             prompt_tokens=prompt,
             completion_tokens=completion,
             total_tokens=prompt + completion,
-            cost=sum(s.get("cost", 0.0) for s in llm),
+            cost=sum(s.get("cost", 0.0) for s in paid),
             retries=sum(max(0, s.get("attempts", 1) - 1) for s in llm),
             fallbacks=sum(1 for s in llm if s.get("fallback_used")),
         )
@@ -152,11 +158,15 @@ class Team:
         return str(self.compile().get_graph().draw_mermaid())
 
     def check_models(self) -> None:
-        """Refuse a model string litellm cannot route, naming the file, line and field.
+        """Refuse a model string litellm cannot route, or a key variable that is not set,
+        naming the file, line and field.
 
         Raises:
-            TeamFileError: a role, fallback or default model has an unknown provider.
+            TeamFileError: a role, fallback or default model has an unknown provider, or an
+                ``api_key_env`` names a variable the environment does not have.
         """
+        import os
+
         from concilium.agents.llm import unknown_provider
         from concilium.settings import get_settings
 
@@ -166,12 +176,19 @@ class Team:
         ]
         for key, role in self.spec.roles.items():
             fields.append((("roles", key, "model"), role.model or default))
-            fields += [(("roles", key, "fallbacks", i), m) for i, m in enumerate(role.fallbacks)]
+            fields += [(("roles", key, "fallbacks", i), m if isinstance(m, str) else m.model)
+                       for i, m in enumerate(role.fallbacks)]
         for loc, model in fields:
             problem = unknown_provider(model)
             if problem is not None:
                 source = self.source or "<team>"
                 raise TeamFileError(source, problem, line=locate(self.source, loc),
+                                    field=".".join(map(str, loc)))
+        for loc, whose, name in self.spec.key_envs():  # before any call is paid for
+            if not os.environ.get(name):
+                raise TeamFileError(self.source or "<team>", f"{name} is not set in the "
+                                    f"environment (the API key of {whose}); export "
+                                    f"{name}=<the key>", line=locate(self.source, loc),
                                     field=".".join(map(str, loc)))
 
     def recursion_limit(self) -> int:

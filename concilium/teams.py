@@ -17,11 +17,13 @@ import difflib
 import hashlib
 import json
 import re
+import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -35,6 +37,7 @@ from concilium.errors import TeamFileError
 __all__ = [
     "ROLE_KINDS",
     "AnswerSpec",
+    "FallbackSpec",
     "LimitsSpec",
     "MemorySpec",
     "PromptSpec",
@@ -56,6 +59,8 @@ ROLE_KINDS: tuple[str, ...] = (
     "generator", "verifier", "critic", "refiner", "debater", "judge", "moderator", "reflector"
 )
 """Role kinds a team may use; a strategy states which of them it needs."""
+PROGRAM_AIDED_KINDS: tuple[str, ...] = ("generator", "debater", "refiner")
+"""Role kinds that can write a program instead of an answer (``program_aided``)."""
 
 
 class _Strict(BaseModel):
@@ -69,13 +74,88 @@ class PromptSpec(_Strict):
     user: str | None = Field(None, description="User message template.")
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_KEY_HEADERS = frozenset({"authorization", "proxy-authorization", "api-key", "x-api-key"})
+
+
+def _check_api_base(url: str | None) -> str | None:
+    """A server URL, refused when it carries a password: keys belong in the environment."""
+    if url is None:
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ValueError("not a URL; expected e.g. http://127.0.0.1:8000/v1") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+        raise ValueError("not an http(s) URL; expected e.g. http://127.0.0.1:8000/v1")
+    if parts.username or parts.password:
+        raise ValueError("credentials in the URL; put the key in an environment variable "
+                         "and name it in api_key_env")
+    return url
+
+
+def _check_key_env(name: str | None) -> str | None:
+    # The message never repeats the value: it may be the key itself, pasted by mistake.
+    if name is not None and not _ENV_NAME.match(name):
+        raise ValueError("not an environment variable name; api_key_env is the NAME of the "
+                         "variable that holds the key (e.g. VLLM_API_KEY), never the key")
+    return name
+
+
+def _check_headers(headers: dict[str, str] | None) -> dict[str, str] | None:
+    for name in headers or {}:
+        if name.lower() in _KEY_HEADERS:
+            raise ValueError(f"header {name!r} carries a key, and keys do not belong in a team "
+                             "file; name the variable that holds it in api_key_env")
+    return headers
+
+
+ApiBase = Annotated[str | None, AfterValidator(_check_api_base), Field(
+    description="URL of the server (vLLM, Ollama, llama.cpp, LM Studio, a LiteLLM proxy), "
+    "e.g. http://gpu-box:8000/v1; default: the provider's usual one.",
+)]
+ApiKeyEnv = Annotated[str | None, AfterValidator(_check_key_env), Field(
+    description="NAME of the environment variable that holds the API key (never the key "
+    "itself). An api_base without one gets no real key, not the provider's usual variable.",
+)]
+ExtraHeaders = Annotated[dict[str, str] | None, AfterValidator(_check_headers), Field(
+    description="HTTP headers sent with each call (not for keys: use api_key_env).",
+)]
+
+
+class FallbackSpec(_Strict):
+    """A fallback on its own server: ``{model, api_base, api_key_env, extra_headers}``.
+
+    Unlike a fallback written as a model string (which goes where its role's model
+    goes), it takes nothing from its role: an unset ``api_base`` is the provider's own.
+    """
+
+    model: str = Field(description="litellm model string.")
+    api_base: ApiBase = None
+    api_key_env: ApiKeyEnv = None
+    extra_headers: ExtraHeaders = None
+
+
 class RoleSpec(_Strict):
-    """One role instance: which kind it is, which model it calls and how."""
+    """One role instance: which kind it is, which model it calls, where and how."""
 
     role: str | None = Field(None, description="Role kind; defaults to the key in `roles`.")
     description: str | None = None
     model: str | None = Field(None, description="litellm model string; default: the team's.")
-    fallbacks: list[str] = Field(default_factory=list, description="Models tried if it fails.")
+    fallbacks: list[str | FallbackSpec] = Field(
+        default_factory=list,
+        description="Models tried in order if it fails. A model string is called where this "
+        "role's model is (same api_base, key and headers); {model, api_base, api_key_env, "
+        "extra_headers} names its own server.",
+    )
+    api_base: ApiBase = None
+    api_key_env: ApiKeyEnv = None
+    extra_headers: ExtraHeaders = None
+    timeout_s: float | None = Field(
+        None, gt=0.0, description="Timeout of one call of this role; default: retry.timeout_s.",
+    )
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(256, gt=0, le=32_768)
     prompt: PromptSpec | None = None
@@ -88,10 +168,38 @@ class RoleSpec(_Strict):
     )
     program_aided: Literal["expression", "python"] | None = Field(
         None,
-        description="Generator or debater only: the model writes an arithmetic expression "
-        "(run by the calculator) or a Python program (run in the sandbox) and what it "
-        "prints becomes the answer.",
+        description="Generator, debater or refiner only: the model writes an arithmetic "
+        "expression (run by the calculator) or a Python program (run in the sandbox) and "
+        "what it prints becomes the answer.",
     )
+
+    @field_validator("fallbacks", mode="before")
+    @classmethod
+    def _fallback_entries(cls, entries: Any) -> Any:
+        """Each entry read as what it is, so an error names the entry, not a union branch."""
+        if not isinstance(entries, list):
+            return entries
+        read: list[Any] = []
+        for i, entry in enumerate(entries):
+            if isinstance(entry, str | FallbackSpec):
+                read.append(entry)
+            elif isinstance(entry, dict):
+                try:
+                    read.append(FallbackSpec.model_validate(entry))
+                except ValidationError as error:
+                    errors = error.errors(include_url=False)
+                    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+                    where = ".".join(str(p) for p in first["loc"])
+                    message = first["msg"].removeprefix("Value error, ")
+                    if first["type"] == "extra_forbidden":
+                        where, message = "", f"unknown field {where!r}; valid fields: " + \
+                            ", ".join(FallbackSpec.model_fields)
+                    raise ValueError(f"entry {i}: {where + ': ' if where else ''}{message}") \
+                        from None
+            else:
+                raise ValueError(f"entry {i}: a model string or a mapping "
+                                 "{model, api_base, api_key_env, extra_headers}")
+        return read
 
     @field_validator("tools")
     @classmethod
@@ -178,12 +286,17 @@ class MemorySpec(_Strict):
 
 
 class TeamSpec(_Strict):
-    """A whole team file."""
+    """A whole team file. ``api_base``, ``api_key_env`` and ``extra_headers`` here are every
+    role's defaults; a role that sets its own ``api_base`` takes none of them (a key never
+    follows a role to a server it was not named for)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     description: str = ""
     strategy: StrategySpec
     model: str | None = Field(None, description="Default model of every role.")
+    api_base: ApiBase = None
+    api_key_env: ApiKeyEnv = None
+    extra_headers: ExtraHeaders = None
     roles: dict[str, RoleSpec] = Field(default_factory=dict)
     answer: AnswerSpec = AnswerSpec()
     limits: LimitsSpec = LimitsSpec()
@@ -206,12 +319,36 @@ class TeamSpec(_Strict):
                 )
             if role.check is not None and kind != "verifier":
                 raise ValueError(f"roles.{key}.check: only a verifier has `check`")
-            if role.program_aided is not None and kind not in ("generator", "debater"):
+            if role.program_aided is not None and kind not in PROGRAM_AIDED_KINDS:
                 raise ValueError(
-                    f"roles.{key}.program_aided: only a generator or a debater can be "
-                    "program-aided"
+                    f"roles.{key}.program_aided: only a generator, a debater or a refiner "
+                    "can be program-aided"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _key_values_are_secrets(self) -> TeamSpec:
+        """The variables this team names hold keys: mask their values like any ``*_KEY``."""
+        from concilium.secrets import mark_secret_names
+
+        mark_secret_names(name for _, _, name in self.key_envs())
+        return self
+
+    def key_envs(self) -> list[tuple[tuple[str | int, ...], str, str]]:
+        """``(field, whose, variable)`` for every ``api_key_env`` of the team, its roles and
+        their fallbacks; ``whose`` says whose key it is (``"role judge"``)."""
+        found: list[tuple[tuple[str | int, ...], str, str]] = []
+        if self.api_key_env:
+            found.append((("api_key_env",), "the team", self.api_key_env))
+        for key, role in self.roles.items():
+            if role.api_key_env:
+                found.append((("roles", key, "api_key_env"), f"role {key}", role.api_key_env))
+            for i, fallback in enumerate(role.fallbacks):
+                if isinstance(fallback, FallbackSpec) and fallback.api_key_env:
+                    found.append((("roles", key, "fallbacks", i, "api_key_env"),
+                                  f"role {key}'s fallback {fallback.model}",
+                                  fallback.api_key_env))
+        return found
 
     def kind_of(self, key: str) -> str:
         role = self.roles[key]
@@ -235,9 +372,15 @@ class TeamSpec(_Strict):
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def with_model(self, model: str) -> TeamSpec:
-        """A copy where every role calls ``model`` (the ``--model`` override)."""
-        roles = {k: r.model_copy(update={"model": model}) for k, r in self.roles.items()}
-        return self.model_copy(update={"model": model, "roles": roles})
+        """A copy where every role calls ``model`` (the ``--model`` override).
+
+        The file's servers, keys and headers were chosen for the file's models, so they
+        are dropped: ``model`` is called where litellm sends it by default.
+        """
+        unrouted = {"api_base": None, "api_key_env": None, "extra_headers": None}
+        roles = {k: r.model_copy(update={"model": model, **unrouted})
+                 for k, r in self.roles.items()}
+        return self.model_copy(update={"model": model, "roles": roles, **unrouted})
 
 
 # ---------------------------------------------------------------------------- loading
@@ -281,6 +424,12 @@ def spec_from_text(text: str, *, source: str = "<string>") -> TeamSpec:
     problem = _shape_problem(data)
     if problem is not None:
         raise TeamFileError(source, problem)
+    duplicate = _duplicate_key(node)
+    if duplicate is not None:
+        loc, line, first = duplicate
+        raise TeamFileError(
+            source, f"duplicate key (first at line {first})", line=line, field=_dotted(loc)
+        )
     if not isinstance(data, dict):
         kind = "empty" if data is None else type(data).__name__
         raise TeamFileError(source, f"a team file must be a mapping of fields, not {kind}", line=1)
@@ -420,9 +569,108 @@ def _shape_problem(data: Any) -> str | None:
     return None
 
 
+def _duplicate_key(node: yaml.Node | None) -> tuple[tuple[Any, ...], int, int] | None:
+    """The first key that a mapping repeats, as ``(loc, line, first line)``.
+
+    PyYAML keeps the last of two equal keys without a word, so a second ``roles:``
+    would silently replace the first. Merge keys (``<<``) are YAML's own way to
+    override and are not counted; a node shared through an alias is walked once.
+    """
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, tuple[Any, ...]]] = [(node, ())] if node is not None else []
+    while stack:
+        current, loc = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, yaml.MappingNode):
+            first: dict[tuple[str, str], int] = {}
+            children = []
+            for key, value in current.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    line = key.start_mark.line + 1
+                    if (key.tag, key.value) in first:
+                        return (*loc, key.value), line, first[key.tag, key.value]
+                    first[key.tag, key.value] = line
+                    children.append((value, (*loc, key.value)))
+            stack.extend(reversed(children))
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend((item, (*loc, i)) for i, item in reversed(list(enumerate(current.value))))
+    return None
+
+
 def team_json_schema() -> dict[str, Any]:
-    """JSON Schema of team files, for editors (``# yaml-language-server: $schema=...``)."""
+    """JSON Schema of team files, for editors (``# yaml-language-server: $schema=...``).
+
+    It accepts what :func:`load_spec` accepts (the ``strategy: gvr`` shorthand, role
+    keys that are kinds or instance names with ``role:``), lists the strategy names
+    and role kinds, and gives each strategy's options in a branch of its own, so an
+    editor completes ``samples:`` under ``self_consistency`` and flags it under ``gvr``.
+    Checks that need the whole team (a strategy's required roles) stay in the loader.
+    """
+    from concilium.graphs import STRATEGIES, strategy_module
+
     schema = TeamSpec.model_json_schema()
+    defs: dict[str, Any] = schema["$defs"]
+    branches: list[dict[str, Any]] = []
+    for name in STRATEGIES:
+        options = strategy_module(name).Options
+        sub = options.model_json_schema(ref_template="#/$defs/{model}")
+        for key, value in sub.pop("$defs", {}).items():
+            if defs.setdefault(key, value) != value:
+                raise RuntimeError(f"two schema definitions named {key!r}")  # a bug, not input
+        for model in _models_in(options):
+            _one_or_many(model, sub if model is options else defs[model.__name__])
+        branches.append({
+            "type": "object",
+            "title": name,
+            "description": " ".join((options.__doc__ or name).split()),
+            "properties": {"name": {"const": name}, **sub.get("properties", {})},
+            "required": ["name", *sub.get("required", [])],
+            "additionalProperties": False,
+        })
+    defs.pop("StrategySpec", None)
+    schema["properties"]["strategy"] = {
+        "title": "Strategy",
+        "description": "A strategy name, or {name: <strategy>, <its options>}.",
+        "anyOf": [{"type": "string", "enum": list(STRATEGIES)}, *branches],
+    }
+    kind = {"type": "string", "enum": list(ROLE_KINDS)}
+    role = defs["RoleSpec"]["properties"]["role"]
+    role["anyOf"] = [kind, {"type": "null"}]
+    schema["properties"]["roles"] = {
+        "title": "Roles",
+        "description": "Role instances by key: a role kind, or any name with `role: <kind>`.",
+        "type": "object",
+        "properties": {k: {"$ref": "#/$defs/RoleSpec"} for k in ROLE_KINDS},
+        "additionalProperties": {
+            "allOf": [{"$ref": "#/$defs/RoleSpec"}],
+            "required": ["role"],
+            "properties": {"role": kind},
+        },
+    }
     schema["$id"] = SCHEMA_URL
     schema["title"] = "concilium team"
     return schema
+
+
+def _models_in(model: type[BaseModel]) -> list[type[BaseModel]]:
+    """``model`` and the models its fields hold (e.g. a graph's ``Edge``), depth first."""
+    found = [model]
+    for field in model.model_fields.values():
+        for arg in (field.annotation, *typing.get_args(field.annotation)):
+            if isinstance(arg, type) and issubclass(arg, BaseModel) and arg not in found:
+                found += [m for m in _models_in(arg) if m not in found]
+    return found
+
+
+def _one_or_many(model: type[BaseModel], schema: dict[str, Any]) -> None:
+    """A list field with a ``_one_or_many`` before-validator takes one item too: say so."""
+    for decorator in model.__pydantic_decorators__.field_validators.values():
+        if decorator.cls_var_name != "_one_or_many":
+            continue
+        for name in decorator.info.fields:
+            key = model.model_fields[name].alias or name
+            prop = schema["properties"][key]
+            array = {k: prop.pop(k) for k in ("type", "items", "minItems") if k in prop}
+            prop["anyOf"] = [array["items"], array]

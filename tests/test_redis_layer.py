@@ -7,6 +7,7 @@ one warning says so. The shared Redis server itself is never stopped.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -22,11 +23,13 @@ from memory_fixtures import (  # noqa: F401
     redis_env,
     redis_prefix,
     redis_proxy,
+    sqlite_url,
 )
+from redis_server import RedisServer, redis_server, wait_for  # noqa: F401
 
 from concilium import load_team
 from concilium.agents.providers import scripted
-from concilium.memory.ledger import find_run, list_runs
+from concilium.memory.ledger import Ledger, find_run, list_runs
 from concilium.memory.redis_layer import RedisLayer, RedisUnavailableWarning
 from concilium.memory.store import Memory
 from concilium.settings import get_settings
@@ -235,3 +238,72 @@ def test_cache_and_events_resume_by_themselves_when_redis_returns(
             back.stop()
     assert layer.warnings == 1
     assert sum(issubclass(w.category, RedisUnavailableWarning) for w in caught) == 1
+
+
+async def test_a_run_served_from_the_cache_makes_no_calls_in_budget_or_usage(
+    redis_env: str,  # noqa: F811
+) -> None:
+    from concilium.agents.llm import register_price
+
+    register_price("scripted/cachebudget", input_per_token=0.001, output_per_token=0.002)
+    replies = {"generator": [WRONG], "refiner": [RIGHT]}
+    with scripted.use("cachebudget", scripted.Script(replies)) as script:
+        paid = await load_team(gvr(), model="scripted/cachebudget").arun(TASK)
+        assert paid.status == "ok" and paid.usage.llm_calls == 2 and paid.usage.cost > 0
+        # The same team with room for one call only: every reply is in the cache, and a
+        # cached reply is free and is not a call, so the budget is never reached.
+        tight = load_team(gvr(limits={"max_rounds": 1, "max_llm_calls": 1}),
+                          model="scripted/cachebudget")
+        cached = await tight.arun(TASK)
+    assert script.count() == 2  # no model call the second time
+    assert cached.status == "ok", cached.stop_reason
+    assert cached.answer == paid.answer == "411"
+    assert [s["cached"] for s in cached.steps if s["kind"] == "llm"] == [True, True]
+    assert (cached.usage.llm_calls, cached.usage.cost, cached.usage.total_tokens) == (0, 0.0, 0)
+    run = find_run(Memory.open().db, cached.run_id)
+    assert run is not None and (run.llm_calls, run.cached_calls, run.cost) == (0, 2, 0.0)
+
+
+def test_ledger_events_resume_by_themselves_after_redis_restarts(
+    redis_server: RedisServer, sqlite_url: str  # noqa: F811
+) -> None:
+    import redis
+
+    memory = Memory.open(sqlite_url, redis_url=False)
+    reader = redis.Redis.from_url(redis_server.url, decode_responses=True)
+
+    def seqs() -> list[int]:
+        """The step numbers on the run's stream (read by a client of the test's own)."""
+        try:
+            entries = reader.xrange("t:run:restart-1")
+        except (redis.RedisError, OSError):
+            return []
+        return [json.loads(f["data"]).get("seq", 0) for _id, f in entries]
+
+    def step(n: int) -> dict[str, Any]:
+        return {"id": f"restart-1-{n}", "node": "generator", "role": "generator",
+                "kind": "llm", "model": "scripted/x", "output": f"step {n}"}
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        layer = RedisLayer(redis_server.url, "t:")
+        layer.reconnect_every_s = 0.1
+        recorder = Ledger(memory.db, layer).start(
+            run_id="restart-1", team="t", team_hash="h", strategy="single", task="x")
+        recorder.step(step(1))
+        wait_for(lambda: 1 in seqs(), what="step 1 on the stream")
+        redis_server.stop()  # Redis dies mid-run...
+        recorder.step(step(2))
+        assert recorder.flush()
+        assert not layer.available
+        redis_server.start()  # ...and comes back, empty
+        recorder.step(step(3))
+        # Nothing but the ledger's writer touches the layer from here on.
+        wait_for(lambda: 3 in seqs(), what="step 3 on the stream after the restart")
+    assert seqs() == [2, 3]  # the one published during the outage is sent on reconnect
+    assert layer.available and layer.warnings == 1
+    assert sum(issubclass(w.category, RedisUnavailableWarning)
+               and f":{redis_server.port}/" in str(w.message) for w in caught) == 1
+    run = find_run(memory.db, "restart-1")
+    assert run is not None and [s.seq for s in run.steps] == [1, 2, 3]  # SQL lost nothing
+    reader.close()

@@ -139,6 +139,9 @@ def world() -> Iterator[World]:
         target.tmp_target.unlink(missing_ok=True)
 
 
+LIBC = ("import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "libc.syscall.restype = ctypes.c_long\nCLONE_NEWUSER = 0x10000000\n"
+        "CLONE = {'x86_64': 56, 'aarch64': 220}[os.uname().machine]\n")
 HTTP_GET = ("import urllib.request\n"
             "print(urllib.request.urlopen(f'http://127.0.0.1:{PORT}/', timeout=3).read())")
 
@@ -222,6 +225,27 @@ ESCAPES: list[tuple[str, str, tuple[str, ...]]] = [
     ("see the parent's environment", "assert 'sk-sandbox-secret' in repr(os.environ)", ()),
     ("import the project (its code and settings)",
      "import concilium.settings\nprint(concilium.settings.__file__)", (FS,)),
+    # namespaces: a user namespace grants capabilities over code written for root only
+    ("a user namespace with unshare(CLONE_NEWUSER) through ctypes",
+     LIBC + "if libc.unshare(CLONE_NEWUSER) != 0:\n"
+     "    raise OSError(ctypes.get_errno(), 'unshare')", ("seccomp",)),
+    ("a user namespace with os.unshare (Python 3.12+)", "os.unshare(os.CLONE_NEWUSER)",
+     ("seccomp",)),
+    ("a user namespace from the unshare binary",
+     "r = subprocess.run(['unshare', '--user', 'true'], capture_output=True, text=True)\n"
+     "assert r.returncode == 0, r.stderr.strip()", ("seccomp",)),
+    ("a child in a user namespace with clone(CLONE_NEWUSER)",
+     LIBC + "pid = libc.syscall(CLONE, CLONE_NEWUSER | 17, 0, 0, 0, 0)  # 17: SIGCHLD\n"
+     "if pid == 0:\n    os._exit(0)\nif pid < 0:\n    raise OSError(ctypes.get_errno(), 'clone')\n"
+     "os.waitpid(pid, 0)", ("seccomp",)),
+    ("a child in a user namespace with clone3",
+     LIBC + "args = (ctypes.c_uint64 * 8)(CLONE_NEWUSER, 0, 0, 0, 17, 0, 0, 0)\n"
+     "pid = libc.syscall(435, ctypes.byref(args), ctypes.sizeof(args))\n"
+     "if pid == 0:\n    os._exit(0)\nif pid < 0:\n    raise OSError(ctypes.get_errno(), 'clone3')\n"
+     "os.waitpid(pid, 0)", ("seccomp",)),
+    ("rejoin the parent's network namespace with setns",
+     LIBC + "fd = os.pidfd_open(os.getppid())\nif libc.setns(fd, 0x40000000) != 0:  # NEWNET\n"
+     "    raise OSError(ctypes.get_errno(), 'setns')", ("seccomp", "uid", "no-capabilities")),
 ]
 
 
@@ -411,6 +435,44 @@ def test_legitimate_programs_still_work() -> None:
     assert result.ok, result.stderr
     assert result.stdout.split(None, 6)[:6] == ["2.5", "4/3", "10", "0.3", "bb", "42"]
     assert "'numbers.json'" in result.stdout
+
+
+def test_fork_threads_and_clone_without_namespace_flags_still_work() -> None:
+    """Only namespace flags are denied: clone3 says ENOSYS, so the C library uses clone."""
+    code = LIBC + textwrap.dedent("""\
+        import errno, subprocess, sys, threading
+        args = (ctypes.c_uint64 * 8)(0, 0, 0, 0, 17, 0, 0, 0)
+        pid = libc.syscall(435, ctypes.byref(args), ctypes.sizeof(args))
+        if pid == 0:
+            os._exit(0)
+        clone3 = 'ENOSYS' if pid < 0 and ctypes.get_errno() == errno.ENOSYS else 'ran'
+        if pid > 0:
+            os.waitpid(pid, 0)
+        pid = libc.syscall(CLONE, 17, 0, 0, 0, 0)  # a plain fork through clone
+        if pid == 0:
+            os._exit(3)
+        plain = os.waitpid(pid, 0)[1] >> 8
+        files = libc.unshare(0x400)  # CLONE_FILES: no namespace, allowed
+        pid = os.fork()
+        if pid == 0:
+            os._exit(5)
+        forked = os.waitpid(pid, 0)[1] >> 8
+        seen = []
+        workers = [threading.Thread(target=seen.append, args=(i,)) for i in range(4)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        child = subprocess.run([sys.executable, '-c', 'print(6 * 7)'], capture_output=True,
+                               text=True).stdout.strip()
+        print(clone3, plain, files, forked, sorted(seen), child)
+        """)
+    result = run_python_sync(code)
+    assert result.ok, result.stderr
+    expected = "3 0 5 [0, 1, 2, 3] 42"
+    assert result.last_line in (f"ENOSYS {expected}", f"ran {expected}"), result.stdout
+    if "seccomp" in result.protections:
+        assert result.last_line.startswith("ENOSYS")
 
 
 def test_protections_are_reported() -> None:

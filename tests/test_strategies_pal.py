@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -97,6 +98,65 @@ def test_only_answering_roles_can_be_program_aided() -> None:
         spec_from_dict({"name": "x", "strategy": "gvr", "roles": {
             "generator": {}, "verifier": {"program_aided": "python"}}})
     assert caught.value.field == "roles.verifier.program_aided"
+    assert "a generator, a debater or a refiner" in str(caught.value)
+
+
+def prose_then_transcribe(call: scripted.ScriptCall) -> str:
+    """Wrong in prose (as the tiny default model is on 17 * 24 + 3), right as an expression."""
+    if call.role == "refiner" and "Expression:" in call.text:
+        return "Expression: 17 * 24 + 3"
+    return "17 * 24 + 3 = 408\nThe answer is 408."
+
+
+async def test_a_program_aided_refiner_corrects_what_the_calculator_rejected(
+    examples: Path,
+) -> None:
+    """The README's first command: prose answer rejected, the refiner's expression computed."""
+    team = load_team(examples / "gvr_pal.yaml", model="scripted/p7")
+    with scripted.use("p7", scripted.Script(default=prose_then_transcribe)) as script:
+        result = await team.arun("What is 17 * 24 + 3?", reference="411")
+    assert (result.answer, result.correct, result.stop_reason) == ("411", True,
+                                                                    "verifier accepted")
+    roles = [(s["role"], s["answer"]) for s in result.steps]
+    assert roles == [("generator", "408"), ("verifier", "408"), ("refiner", "411"),
+                     ("verifier", "411")]
+    refiner = result.steps[2]
+    assert refiner["parsed"]["program"] == "17 * 24 + 3"
+    assert refiner["answer_changed"] is True and refiner["flip"] == "wrong->right"
+    assert result.steps[3]["parsed"]["accepted"] is True
+    # The refiner is told what the calculator found and asked for an expression.
+    prompt = script.calls[1].text
+    assert "the final answer 408 is not the value of 17 * 24 + 3" in prompt
+    assert "'Expression: <arithmetic expression>'" not in script.calls[0].text
+    assert "Expression: <expression>" in prompt
+
+
+async def test_a_python_refiner_runs_its_program_in_the_sandbox() -> None:
+    spec = {"name": "pal-refine", "strategy": "gvr", "answer": {"format": "number"},
+            "roles": {"generator": {}, "verifier": {"check": "calculator"},
+                      "refiner": {"program_aided": "python"}}}
+
+    def reply(call: scripted.ScriptCall) -> str:
+        if call.role == "refiner":
+            assert "Previous solution:\n17 * 24 + 3 = 408" in call.prompt
+            return "```python\nprint(17 * 24 + 3)\n```"
+        return "17 * 24 + 3 = 408\nAnswer: 408"
+
+    with scripted.use("p8", scripted.Script(default=reply)):
+        result = await load_team(spec, model="scripted/p8").arun("What is 17 * 24 + 3?")
+    assert result.answer == "411" and result.stop_reason == "verifier accepted"
+    assert result.steps[2]["parsed"]["program"] == "print(17 * 24 + 3)"
+
+
+async def test_a_prose_refiner_stays_prose() -> None:
+    """Without ``program_aided`` the refiner's own (wrong) arithmetic is its answer: the lesson."""
+    with scripted.use("p9", scripted.Script(default=prose_then_transcribe)) as script:
+        result = await load_team(
+            {"name": "prose", "strategy": "gvr", "limits": {"max_rounds": 1},
+             "roles": {"generator": {}, "verifier": {"check": "calculator"}, "refiner": {}}},
+            model="scripted/p9").arun("What is 17 * 24 + 3?")
+    assert result.answer == "408" and result.stop_reason == "round limit (1) reached"
+    assert "Expression:" not in script.calls[1].text
 
 
 def test_find_program_copes_with_unclosed_code_blocks() -> None:

@@ -127,3 +127,13 @@ async def test_unknown_model_provider_is_refused_before_any_call(tmp_path: Path)
         f"{path}:6: roles.verifier.model: unknown model provider 'olama' in "
         "'olama/llama3.1'; did you mean 'ollama'?"
     )
+
+
+def test_merge_keys_may_override_without_being_duplicates() -> None:
+    """``<<: *base`` then a key of its own is YAML's way to override, not a repeated key."""
+    spec = spec_from_text(
+        "name: t\nstrategy: gvr\nroles:\n  generator: &base\n    model: scripted/a\n"
+        "    temperature: 0.2\n  verifier:\n    <<: *base\n    temperature: 0.0\n"
+    )
+    assert spec.roles["verifier"].model == "scripted/a"
+    assert spec.roles["verifier"].temperature == 0.0

@@ -12,14 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from concilium.agents.llm import ChatResult, ResponseCache, RetryPolicy, chat
-from concilium.errors import BudgetExceeded
+from concilium.agents.llm import ChatResult, Endpoint, ResponseCache, RetryPolicy, chat
+from concilium.errors import BudgetExceeded, ConfigError
 from concilium.secrets import redact, redact_obj, secret_values
 from concilium.teams import RoleSpec, TeamSpec
 
@@ -87,6 +88,23 @@ class RunContext:
         """Role model > team model > the process default (``CONCILIUM_MODEL``)."""
         return spec.model or self.team.model or self.default_model
 
+    def endpoint_for(self, spec: RoleSpec, node: str = "") -> Endpoint:
+        """Where a role's model is called, with its key read from the environment.
+
+        A role with its own ``api_base`` takes its key and headers from itself only, so a
+        key named for one server is never sent to another; without one, each of
+        ``api_base``, ``api_key_env`` and ``extra_headers`` falls back to the team's.
+        """
+        team = self.team
+        if spec.api_base is not None:
+            base, key_env, headers = spec.api_base, spec.api_key_env, spec.extra_headers
+        else:
+            base = team.api_base
+            key_env = spec.api_key_env or team.api_key_env
+            headers = spec.extra_headers if spec.extra_headers is not None else team.extra_headers
+        return Endpoint(self.model_for(spec), base, _key(key_env, node or spec.role),
+                        headers)
+
     def _check_budget(self) -> None:
         limits = self.team.limits
         if self.llm_calls >= limits.max_llm_calls:
@@ -115,49 +133,65 @@ class RunContext:
         role's parser reads the reply either way.
         """
         self._check_budget()
-        self.llm_calls += 1
+        self.llm_calls += 1  # reserved before the await, so parallel calls cannot overshoot
         model = self.model_for(spec)
         key = (self._journal_key("call", node, kind, sample, model, messages=messages)
                if self.journal is not None else None)
         known = self.journal.get(key) if self.journal is not None and key else None
         if known is not None:  # made before a crash: the resumed run does not pay again
             result = ChatResult(**{**known, "replayed": True})
-            self.tokens += result.total_tokens
-            self.cost += result.cost
+            self._count(result)
             return result
         retry = self.team.retry
+        where = self.endpoint_for(spec, node)
         result = await chat(
             messages,
             model=model,
             temperature=spec.temperature,
             max_tokens=spec.max_tokens,
             seed=self.seed + sample,
-            fallbacks=spec.fallbacks,
+            fallbacks=[f if isinstance(f, str) else Endpoint(
+                f.model, f.api_base, _key(f.api_key_env, node), f.extra_headers)
+                for f in spec.fallbacks],
             retry=RetryPolicy(
                 attempts=retry.attempts,
                 initial_backoff_s=retry.initial_backoff_s,
                 max_backoff_s=retry.max_backoff_s,
-                timeout_s=retry.timeout_s,
+                timeout_s=spec.timeout_s or retry.timeout_s,
             ),
             metadata={"role": kind, "node": node, "run_id": self.run_id, "sample": sample},
             stop=stop,
             cache=self.cache,
             response_format=_response_format(model, kind, schema),
+            api_base=where.api_base,
+            api_key=where.api_key,
+            extra_headers=where.extra_headers,
         )
         if self.journal is not None and key:  # on disk before anyone uses the reply
             entry = dataclasses.asdict(result)
             entry["text"] = redact(entry["text"])
             await asyncio.to_thread(self.journal.put, key, entry)
+        self._count(result)
+        return result
+
+    def _count(self, result: ChatResult) -> None:
+        """Charge a reply to the budgets exactly as :meth:`Usage.of` will report it.
+
+        A reply served from the response cache is free and is not a call: its reserved
+        call is given back, so a run answered from the cache never reaches
+        ``max_llm_calls`` while its usage says it made no calls.
+        """
+        if result.cached:
+            self.llm_calls -= 1
         self.tokens += result.total_tokens
         self.cost += result.cost
-        return result
 
     def restore(self, steps: Sequence[Step]) -> None:
         """Count a resumed run's earlier steps against its budgets, as if it never stopped."""
-        llm = [s for s in steps if s.get("kind") == "llm"]
-        self.llm_calls = sum(1 for s in llm if not s.get("cached"))
-        self.tokens = sum(s.get("prompt_tokens", 0) + s.get("completion_tokens", 0) for s in llm)
-        self.cost = sum(s.get("cost", 0.0) for s in llm)
+        paid = [s for s in steps if s.get("kind") == "llm" and not s.get("cached")]
+        self.llm_calls = len(paid)
+        self.tokens = sum(s.get("prompt_tokens", 0) + s.get("completion_tokens", 0) for s in paid)
+        self.cost = sum(s.get("cost", 0.0) for s in paid)
 
     def _journal_key(self, *parts: Any, messages: Sequence[dict[str, str]] = ()) -> str | None:
         """A key that is the same when the same LangGraph task runs again after a resume.
@@ -276,6 +310,17 @@ def _response_format(model: str, kind: str, schema: dict[str, Any] | None,
         return None
     return {"type": "json_schema",
             "json_schema": {"name": kind, "schema": schema, "strict": True}}
+
+
+def _key(name: str | None, role: str | None) -> str | None:
+    """The value of the environment variable ``name``; a missing one stops the run."""
+    if name is None:
+        return None
+    value = os.environ.get(name)
+    if not value:
+        raise ConfigError(f"role {role}: api_key_env names {name}, which is not set in the "
+                          f"environment; export {name}=<the key>")
+    return value
 
 
 def _task_scope() -> str | None:

@@ -17,8 +17,8 @@ import json
 import os
 import random
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from concilium.agents import breaker
@@ -26,7 +26,9 @@ from concilium.errors import ConciliumError, ModelError
 
 __all__ = [
     "DEFAULT_RETRY",
+    "NO_KEY",
     "ChatResult",
+    "Endpoint",
     "ResponseCache",
     "RetryPolicy",
     "allow_only",
@@ -65,6 +67,37 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY = RetryPolicy()
+NO_KEY = "no-key"
+"""The key sent to an ``api_base`` given without one (keyless vLLM, llama.cpp, Ollama)."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A model and where to call it: its server, key and headers (``None``: litellm's default).
+
+    A fallback given as an ``Endpoint`` is called there; one given as a plain model
+    string is called where the primary model is.
+    """
+
+    model: str
+    api_base: str | None = None
+    """The server's URL (``http://host:8000/v1``); litellm's default for the provider if unset."""
+    api_key: str | None = field(default=None, repr=False)
+    """The key itself (read from the environment by the caller); never printed."""
+    extra_headers: Mapping[str, str] | None = None
+    """HTTP headers sent with each call."""
+
+    def params(self) -> dict[str, Any]:
+        """The litellm keyword arguments that route a call here.
+
+        An ``api_base`` without a key gets :data:`NO_KEY`, not the provider's usual
+        variable: litellm would otherwise send ``OPENAI_API_KEY`` to whatever server
+        ``api_base`` names.
+        """
+        key = self.api_key if self.api_key is not None or self.api_base is None else NO_KEY
+        found = {"api_base": self.api_base, "api_key": key,
+                 "extra_headers": dict(self.extra_headers) if self.extra_headers else None}
+        return {k: v for k, v in found.items() if v is not None}
 
 
 @dataclass
@@ -93,15 +126,18 @@ class ResponseCache(Protocol):
     """Where :func:`chat` keeps replies, keyed by :func:`cache_key` (e.g. the Redis layer).
 
     A hit returns ``ChatResult(cached=True)`` with no model call, no tokens and no cost.
+    ``get`` and ``put`` are coroutines that must not block the event loop (a cache on
+    a network does its I/O off the loop) and should give up quickly: a cache that
+    cannot answer is a miss, never a failed call.
     """
 
     def accepts(self, temperature: float) -> bool:
         """Whether replies sampled at ``temperature`` may be cached (usually only 0)."""
         ...
 
-    def get(self, key: str) -> dict[str, Any] | None: ...
+    async def get(self, key: str) -> dict[str, Any] | None: ...
 
-    def put(self, key: str, value: dict[str, Any]) -> None: ...
+    async def put(self, key: str, value: dict[str, Any]) -> None: ...
 
 
 def cache_key(model: str, messages: Sequence[dict[str, str]], params: dict[str, Any]) -> str:
@@ -307,12 +343,15 @@ async def chat(
     temperature: float = 0.0,
     max_tokens: int = 256,
     seed: int | None = None,
-    fallbacks: Sequence[str] = (),
+    fallbacks: Sequence[str | Endpoint] = (),
     retry: RetryPolicy = DEFAULT_RETRY,
     metadata: dict[str, Any] | None = None,
     stop: Sequence[str] | None = None,
     cache: ResponseCache | None = None,
     response_format: dict[str, Any] | None = None,
+    api_base: str | None = None,
+    api_key: str | None = None,
+    extra_headers: Mapping[str, str] | None = None,
 ) -> ChatResult:
     """Call a model through litellm with retries, a timeout per try and fallbacks.
 
@@ -322,8 +361,9 @@ async def chat(
         temperature: sampling temperature; 0 is greedy.
         max_tokens: completion limit.
         seed: sampling seed; independent samples must pass distinct seeds.
-        fallbacks: models tried in order when ``model`` fails after its retries,
-            or at once while ``model`` is cooling down (see :mod:`concilium.agents.breaker`).
+        fallbacks: models tried in order when ``model`` fails after its retries, or at
+            once while ``model`` is cooling down (see :mod:`concilium.agents.breaker`); a
+            model string is called where ``model`` is, an :class:`Endpoint` where it says.
         retry: the retry and timeout policy of each model.
         metadata: passed to the provider (the scripted provider reads ``role``).
         stop: stop sequences.
@@ -331,6 +371,10 @@ async def chat(
             ``cache.accepts(temperature)``); a hit makes no model call.
         response_format: structured output, e.g. a JSON schema; only for models where
             :func:`supports_json_schema` says so.
+        api_base: the server of ``model`` (a vLLM, Ollama or proxy URL); default: litellm's.
+        api_key: the key for that server; default: the provider's usual variable, or
+            :data:`NO_KEY` when ``api_base`` is given.
+        extra_headers: HTTP headers sent with each call to ``model``.
 
     Returns:
         The reply text with usage, cost, latency and how many tries it took.
@@ -349,30 +393,39 @@ async def chat(
         params["stop"] = list(stop)
     if response_format is not None:
         params["response_format"] = response_format
+    primary = Endpoint(model, api_base, api_key, extra_headers)
+    routes = [primary, *(f if isinstance(f, Endpoint) else
+                         replace(primary, model=f) for f in fallbacks)]
     errors: list[str] = []
     attempts = 0
     start = time.perf_counter()
     key = None
     if cache is not None and cache.accepts(temperature):
-        key = cache_key(model, messages, params)
-        hit = cache.get(key)
+        # Another server may serve another model under the same name: the server is part
+        # of the key (the key is not: it decides who may ask, not what the reply is).
+        where = {k: v for k, v in primary.params().items() if k != "api_key"}
+        key = cache_key(model, messages, {**params, **where})
+        hit = await cache.get(key)
         if hit is not None:
             return ChatResult(text=str(hit.get("text", "")), model=str(hit.get("model", model)),
                               latency_ms=(time.perf_counter() - start) * 1000.0, attempts=0,
                               cached=True)
-    candidates = [model, *fallbacks]
-    for index, candidate in enumerate(candidates):
+    for index, route in enumerate(routes):
+        candidate = route.model
         _check_allowed(candidate)
+        # One breaker per server and model: the same name elsewhere is another deployment.
+        name = candidate if route.api_base is None else f"{candidate}@{route.api_base}"
         for attempt in range(1, retry.attempts + 1):
             try:  # a model cooling down (breaker.py): skip to a fallback, or wait if none left
-                async with breaker.guard(candidate, wait=index == len(candidates) - 1,
+                async with breaker.guard(name, wait=index == len(routes) - 1,
                                          transient=_is_transient, retry_after=_retry_after_s):
                     attempts += 1
-                    response = await _one_call(candidate, messages, params, metadata or {},
+                    response = await _one_call(candidate, messages,
+                                               {**params, **route.params()}, metadata or {},
                                                retry)
             except breaker.CircuitOpen as cooling:
                 errors.append(f"{candidate}: CircuitOpen: {cooling}")
-                if index < len(candidates) - 1:
+                if index < len(routes) - 1:
                     break  # a fallback answers while this model cools down
                 continue  # the probe this call waited for failed: that try is spent
             except ConciliumError:
@@ -387,8 +440,9 @@ async def chat(
             text = _content(response)
             prompt_tokens, completion_tokens, cost = _usage_cost(_litellm, response)
             if key is not None and cache is not None and index == 0:
-                cache.put(key, {"text": text, "model": candidate, "prompt_tokens": prompt_tokens,
-                                "completion_tokens": completion_tokens, "cost": cost})
+                await cache.put(key, {"text": text, "model": candidate,
+                                      "prompt_tokens": prompt_tokens,
+                                      "completion_tokens": completion_tokens, "cost": cost})
             return ChatResult(
                 text=text,
                 model=candidate,

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 __all__ = ["cli_errors", "err", "out"]
 
@@ -32,7 +33,7 @@ def cli_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except ConciliumError as error:
-            err.print(f"[red]error:[/red] {error}", markup=True, highlight=False)
+            err.print(f"[red]error:[/red] {escape(str(error))}", markup=True, highlight=False)
             raise typer.Exit(code=error.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted")

@@ -206,9 +206,11 @@ def eval_command(
         raise KeyboardInterrupt
     failed = sum(t["failed"] for t in summary["teams"])
     if failed:
+        from rich.markup import escape
+
         err.print(f"[red]{failed} item run(s) failed[/red] after {requeue} re-queue round(s) "
-                  f"(their `error` is in {evaluation.results_path}); they are not counted in "
-                  "accuracy; rerun the same command to retry just those", markup=True)
+                  f"(their `error` is in {escape(str(evaluation.results_path))}); they are not "
+                  "counted in accuracy; rerun the same command to retry just those", markup=True)
         raise typer.Exit(code=1)
 
 
@@ -250,7 +252,7 @@ class _Bars:
 
         self.evaluation.load()
         self.bars = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),  # team names are data
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("acc {task.fields[acc]}"),
@@ -305,7 +307,8 @@ def _print_tables(summary: dict[str, Any]) -> None:
     if not summary["complete"]:
         title += " (partial)"
     # piped output has no terminal to wrap at: print the tables whole
-    console = out if out.is_terminal else Console(file=out.file, width=160, highlight=False)
+    console = out if out.is_terminal else Console(file=out.file, width=160, highlight=False,
+                                                        markup=False)
     table = Table(*TEAM_HEADERS, title=title)
     for row in team_rows(summary):
         table.add_row(*row)

@@ -54,8 +54,10 @@ def run_command(
     loaded = load_team(team, model=model)
     run_id = run_id or new_run_id()
     if not quiet and not json_out:
-        err.print(f"[bold]{loaded.name}[/bold] ({loaded.spec.strategy.name}) run {run_id}",
-                  markup=True)
+        from rich.markup import escape
+
+        err.print(f"[bold]{escape(loaded.name)}[/bold] ({escape(loaded.spec.strategy.name)}) "
+                  f"run {escape(run_id)}", markup=True)
     on_step = None if quiet or json_out else print_step
     with outcome(run_id, json_out):
         run = loaded.arun(task, reference=reference, seed=seed, on_step=on_step, run_id=run_id,

@@ -24,6 +24,7 @@ def list_teams(
 ) -> None:
     """List the team files in DIRECTORY with their strategy and roles."""
     from rich.table import Table
+    from rich.text import Text
 
     from concilium.errors import ConfigError, TeamFileError
     from concilium.teams import load_spec
@@ -37,7 +38,7 @@ def list_teams(
             spec = load_spec(path)
         except TeamFileError as error:
             broken += 1
-            table.add_row(path.name, "[red]invalid[/red]", "", "", str(error))
+            table.add_row(path.name, Text("invalid", style="red"), "", "", str(error))
             continue
         table.add_row(path.name, spec.name, spec.strategy.name, ", ".join(spec.roles),
                       spec.description)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from concilium.errors import ConfigError
+from concilium.tools.calculator import exact
 
 __all__ = ["Dataset", "Item", "arithmetic_items", "load_dataset"]
 
@@ -252,27 +253,6 @@ def _expression(rng: random.Random) -> tuple[str, int]:
         parts[start] = "(" + parts[start]
         parts[start + 2] = parts[start + 2] + ")"
     expression = " ".join(parts)
-    value = _evaluate(expression)
+    value = exact(expression)  # the calculator: one evaluator, one set of bounds
+    assert isinstance(value, int), expression
     return expression, value
-
-
-def _evaluate(expression: str) -> int:
-    """Exact integer value of a generated expression (digits, ``+ - *`` and parentheses)."""
-    import ast
-
-    def walk(node: ast.AST) -> int:
-        if isinstance(node, ast.Expression):
-            return walk(node.body)
-        if isinstance(node, ast.Constant) and isinstance(node.value, int):
-            return node.value
-        if isinstance(node, ast.BinOp):
-            left, right = walk(node.left), walk(node.right)
-            if isinstance(node.op, ast.Add):
-                return left + right
-            if isinstance(node.op, ast.Sub):
-                return left - right
-            if isinstance(node.op, ast.Mult):
-                return left * right
-        raise ValueError(f"unexpected node in generated expression: {ast.dump(node)}")
-
-    return walk(ast.parse(expression, mode="eval"))

@@ -6,7 +6,11 @@ per process drains the queue: whatever arrived within a few milliseconds goes
 into one transaction, so a run never waits on the database (it only enqueues)
 and a crashed run still shows the steps it made. After each commit the same
 events go to the run's Redis stream, when Redis is configured, so another
-process can follow the run live (:meth:`RedisLayer.follow`).
+process can follow the run live (:meth:`RedisLayer.follow`). While Redis is down
+the writer keeps the newest events it could not send (at most ``UNSENT_MAX``) and
+tries Redis again on its own every ``reconnect_every_s``, so the streams resume
+when Redis returns even if nothing else in the process touches Redis; events may
+then arrive twice (a batch cut off mid-way is sent again).
 
 :meth:`RunRecorder.flush` waits until everything queued so far is written;
 ``Team.arun`` calls it before returning, so a finished run is in SQL.
@@ -20,6 +24,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -45,6 +50,8 @@ LINGER_S = 0.02
 """How long the writer waits for more events before committing a batch (the most a hard
 kill can lose)."""
 MAX_BATCH = 1000
+UNSENT_MAX = 10_000
+"""Events kept for Redis while it is down (the oldest are dropped first; SQL has them all)."""
 WRITE_ATTEMPTS = 3
 
 
@@ -168,6 +175,8 @@ class _Writer:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._pending = 0  # ops submitted and not yet written (a hint: no lock needed)
+        self._unsent: dict[RedisLayer, deque[tuple[str, dict[str, Any]]]] = {}
+        """Events each downed Redis has yet to receive (touched by the writer thread only)."""
 
     def submit(self, op: _Op) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -188,7 +197,12 @@ class _Writer:
 
     def _loop(self) -> None:
         while True:
-            batch = [self._queue.get()]
+            try:
+                batch = [self._queue.get(timeout=self._retry_in())]
+            except queue.Empty:  # idle with events Redis has yet to receive: try it again
+                for redis in list(self._unsent):
+                    self._publish_safely(redis, [])
+                continue
             deadline = time.monotonic() + LINGER_S
             while batch[-1].kind != "barrier" and len(batch) < MAX_BATCH:
                 try:
@@ -220,8 +234,33 @@ class _Writer:
             if sql_ops:
                 _commit(db, sql_ops)
             redis = ops[0].redis
-            if redis is not None and redis.available:
-                redis.publish([(op.run_id, _event(op)) for op in ops if op.kind != "use"])
+            if redis is not None:
+                self._publish(redis, [(op.run_id, _event(op)) for op in ops if op.kind != "use"])
+
+    def _retry_in(self) -> float | None:
+        """How long the writer may sleep: until the next Redis retry if events wait for one."""
+        if not self._unsent:
+            return None
+        return max(0.01, min(redis.reconnect_every_s for redis in self._unsent))
+
+    def _publish(self, redis: RedisLayer, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """Send events after those still waiting for ``redis``; keep them all if it is down.
+
+        Called on every batch, whether or not the layer thinks Redis is up: the layer
+        itself decides when a downed Redis is tried again, so the publisher reconnects
+        by itself instead of waiting for some other caller to revive the layer.
+        """
+        unsent = self._unsent.setdefault(redis, deque(maxlen=UNSENT_MAX))
+        unsent.extend(events)
+        if unsent and not redis.publish(list(unsent)):
+            return  # still down: kept for the next try
+        del self._unsent[redis]
+
+    def _publish_safely(self, redis: RedisLayer, events: list[tuple[str, dict[str, Any]]]) -> None:
+        try:
+            self._publish(redis, events)
+        except Exception:  # the writer must never die
+            log.exception("ledger: publishing to Redis failed")
 
 
 def _commit(db: Database, ops: list[_Op]) -> None:

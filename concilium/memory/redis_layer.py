@@ -18,12 +18,14 @@ Keys, all under the prefix (``CONCILIUM_REDIS_PREFIX``, default ``concilium:``):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 __all__ = ["RedisCache", "RedisLayer", "RedisUnavailableWarning", "redis_layer"]
@@ -37,6 +39,11 @@ RUNS_STREAM_MAXLEN = 10_000
 RUN_STREAM_TTL_S = 7 * 24 * 3600
 RECONNECT_EVERY_S = 5.0
 """How often a downed layer tries Redis again (at most once per interval, on use)."""
+CACHE_TIMEOUT_S = 1.0
+"""How long a model call waits for the response cache before going on without it."""
+ASYNC_THREADS = 4
+"""Threads that run the layer's calls for the event loop (a hung Redis holds them at most
+``socket_timeout``; the loop itself never waits longer than its own timeout)."""
 
 
 class RedisUnavailableWarning(RuntimeWarning):
@@ -59,6 +66,7 @@ class RedisLayer:
         self.reconnect_every_s = RECONNECT_EVERY_S
         self.warnings = 0
         """How many outages were reported (one warning each)."""
+        self._threads: ThreadPoolExecutor | None = None
         self.client = redis.Redis.from_url(
             url,
             socket_connect_timeout=1.0,
@@ -98,6 +106,30 @@ class RedisLayer:
             return fn(self.client)
         except self._errors as error:
             self._failed(error)
+            return default
+
+    async def off_loop(self, fn: Callable[[], T], default: T, timeout_s: float) -> T:
+        """Run a blocking layer call (``fn``) on the layer's threads, for async callers.
+
+        The event loop never blocks on Redis: after ``timeout_s`` the caller gets
+        ``default`` and Redis is taken as down (one warning per outage), so later calls
+        skip it at once until the next reconnect try. Threads rather than
+        ``redis.asyncio``: its connections belong to one event loop, while the layer is
+        shared by every loop of the process (each ``asyncio.run``), and the outage
+        bookkeeping above stays in one place.
+        """
+        if self._down and time.monotonic() < self._retry_at:
+            return default  # down and not yet due for a retry: no thread, no wait
+        with self._lock:
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(ASYNC_THREADS,
+                                                   thread_name_prefix="concilium-redis")
+        future = asyncio.get_running_loop().run_in_executor(self._threads, fn)
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await future
+        except TimeoutError:
+            self._failed(TimeoutError(f"no answer within {timeout_s:g} s"))
             return default
 
     def _retry_due(self) -> bool:
@@ -255,24 +287,32 @@ class RedisLayer:
 
 
 class RedisCache:
-    """The model-response cache behind ``agents.llm.chat`` (its ``ResponseCache``)."""
+    """The model-response cache behind ``agents.llm.chat`` (its ``ResponseCache``).
+
+    Reads and writes run off the event loop and give up after ``timeout_s``: a slow
+    or hung Redis costs a model call at most that long and never stalls the other
+    coroutines of the loop (parallel samples, debaters, other runs of a service).
+    """
 
     def __init__(self, layer: RedisLayer, *, ttl_s: float | None = 7 * 24 * 3600,
-                 any_temperature: bool = False) -> None:
+                 any_temperature: bool = False, timeout_s: float = CACHE_TIMEOUT_S) -> None:
         self.layer = layer
         self.ttl_s = ttl_s
         self.any_temperature = any_temperature
+        self.timeout_s = timeout_s
 
     def accepts(self, temperature: float) -> bool:
         """Sampled replies are cached only when configured: a cache would fix the sample."""
         return self.any_temperature or temperature == 0
 
-    def get(self, key: str) -> dict[str, Any] | None:
-        raw = self.layer.cache_get(key)
+    async def get(self, key: str) -> dict[str, Any] | None:
+        raw = await self.layer.off_loop(lambda: self.layer.cache_get(key), None, self.timeout_s)
         return None if raw is None else json.loads(raw)
 
-    def put(self, key: str, value: dict[str, Any]) -> None:
-        self.layer.cache_put(key, json.dumps(value), self.ttl_s)
+    async def put(self, key: str, value: dict[str, Any]) -> None:
+        text = json.dumps(value)
+        await self.layer.off_loop(lambda: self.layer.cache_put(key, text, self.ttl_s), None,
+                                  self.timeout_s)
 
 
 _layers: dict[tuple[str, str], RedisLayer] = {}

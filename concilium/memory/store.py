@@ -604,36 +604,38 @@ def _candidates(
 ) -> dict[int, float]:
     """Lessons matching any searched term, scored by the summed weights of the terms they hold.
 
-    One subquery per term (its posting list), filtered by namespace and checked
-    outcome and added up in SQL: no ranking function over every match, so the cost
-    is the few short posting lists recall chose to read.
+    One subquery per term (its posting list), added up in SQL: no ranking function
+    over every match, so the cost is the few short posting lists recall chose to read.
+    Each posting list is filtered by namespace and checked outcome *inside* its
+    subquery, before ``LIMIT``: filtering the best few afterwards let a big namespace's
+    lessons push a small one's out of the shortlist. SQLite filters inside the FTS
+    index (the ``meta`` tokens, see migration 0001), PostgreSQL on the matching rows.
     """
     params: dict[str, Any] = {"n": pool}
+    meta = []
+    if namespace is not None:
+        meta.append(f'meta : "{_namespace_token(namespace)}"')
+    if verified_only:
+        meta.append('meta : "ck1"')
+    filters = ""
+    if namespace is not None:
+        filters += " AND namespace = :ns"
+        params["ns"] = namespace
+    if verified_only:
+        filters += " AND checked"
     parts = []
     for i, (term, weight) in enumerate(weights.items()):
         params[f"w{i}"] = weight
         if dialect == "sqlite":
-            params[f"q{i}"] = f'terms : "{term}"'
+            params[f"q{i}"] = " AND ".join([f'terms : "{term}"', *meta])
             parts.append(f"SELECT rowid AS id, :w{i} AS w FROM reflections_fts "
                          f"WHERE reflections_fts MATCH :q{i}")
         else:
             params[f"q{i}"] = term
             parts.append(f"SELECT id, CAST(:w{i} AS float) AS w FROM reflections "
-                         f"WHERE tsv @@ to_tsquery('simple'::regconfig, :q{i})")
-    where = []
-    if namespace is not None:
-        where.append("r.namespace = :ns")
-        params["ns"] = namespace
-    if verified_only:
-        where.append("r.checked")
-    # Score the postings first, then filter the best few by namespace and outcome: a join
-    # per posting would cost more than reading the postings.
-    params["wide"] = pool * 8
-    sql = (f"SELECT top.id, top.s FROM (SELECT id, SUM(w) AS s FROM "
-           f"({' UNION ALL '.join(parts)}) AS hits GROUP BY id ORDER BY s DESC, id DESC "
-           "LIMIT :wide) AS top JOIN reflections AS r ON r.id = top.id "
-           + (f"WHERE {' AND '.join(where)} " if where else "")
-           + "ORDER BY top.s DESC, top.id DESC LIMIT :n")
+                         f"WHERE tsv @@ to_tsquery('simple'::regconfig, :q{i}){filters}")
+    sql = (f"SELECT id, SUM(w) AS s FROM ({' UNION ALL '.join(parts)}) AS hits "
+           "GROUP BY id ORDER BY s DESC, id DESC LIMIT :n")
     from concilium.memory.db import driver_sql
 
     rows = session.connection().exec_driver_sql(driver_sql(sql, dialect), params).all()

@@ -15,11 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CalculatorError", "Claim", "check_claims", "evaluate", "find_expression"]
+__all__ = ["CalculatorError", "Claim", "check_claims", "evaluate", "exact", "find_expression"]
 
 MAX_EXPRESSION_CHARS = 300
 MAX_EXPONENT = 64
 MAX_MAGNITUDE = 1e30
+MAX_INT_BITS = 4096
+"""Largest integer any step may produce. The answer itself is bounded by ``MAX_MAGNITUDE``
+(about 100 bits); intermediates get room to spare, but every result's size is checked
+*before* Python computes it, so ``((9**64)**64)**64`` never builds a huge number."""
 
 _BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Add: operator.add,
@@ -36,11 +40,13 @@ _UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {
 }
 
 # Runs of numbers joined by operators and parentheses, as people write them in prose.
+# No two parts may match the same characters (e.g. a space after an operator is the next
+# term's): an ambiguous pattern backtracks exponentially on a long run that ends badly.
 _EXPR_RE = re.compile(
     r"[(\s]*[-−]?\d[\d,.]*(?:[\s)]*(?:\*\*|[-+*/×x÷^−])[\s(]*[-−]?\d[\d,.]*)+[\s)]*"
 )
 _CLAIM_RE = re.compile(
-    r"((?:[(\s]*[-−]?\d[\d,.]*[\s)]*(?:\*\*|[-+*/×÷^−])\s*)+[(\s]*[-−]?\d[\d,.]*[\s)]*)"
+    r"((?:[(\s]*[-−]?\d[\d,.]*[\s)]*(?:\*\*|[-+*/×÷^−]))+[(\s]*[-−]?\d[\d,.]*[\s)]*)"
     r"=\s*\$?\s*([-−]?\d[\d,]*(?:\.\d+)?)"
 )
 
@@ -61,43 +67,87 @@ def evaluate(expression: str) -> float:
 
     Raises:
         CalculatorError: anything but numbers, + - * / // % ** and parentheses, a
-            division by zero, or a result too large to be an answer.
+            division by zero, or a result (or any step towards it) too large.
 
     Example:
         >>> evaluate("17 * 24 + 3")
         411.0
+    """
+    return float(exact(expression))
+
+
+def exact(expression: str) -> int | float:
+    """The value of an arithmetic expression, an exact ``int`` when no step leaves integers.
+
+    The one arithmetic evaluator of the project (the calculator tool, program-aided
+    expressions and generated datasets all use it), so its bounds hold everywhere.
+
+    Raises:
+        CalculatorError: as :func:`evaluate`.
+
+    Example:
+        >>> exact("(12 + 3) * 4")
+        60
     """
     text = _clean(expression)
     if not text or len(text) > MAX_EXPRESSION_CHARS:
         raise CalculatorError(f"expression empty or longer than {MAX_EXPRESSION_CHARS} chars")
     try:
         tree = ast.parse(text, mode="eval")
-    except SyntaxError as error:
+    except (SyntaxError, RecursionError, MemoryError) as error:
         raise CalculatorError(f"not an arithmetic expression: {expression!r}") from error
     try:
-        value = float(_eval(tree.body))
+        value = _eval(tree.body)
     except ZeroDivisionError as error:
         raise CalculatorError("division by zero") from error
     except OverflowError as error:
         raise CalculatorError("result too large") from error
-    if not math.isfinite(value) or abs(value) > MAX_MAGNITUDE:
+    except RecursionError as error:
+        raise CalculatorError("expression nested too deeply") from error
+    if (isinstance(value, float) and not math.isfinite(value)) or abs(value) > MAX_MAGNITUDE:
         raise CalculatorError("result too large")
     return value
 
 
-def _eval(node: ast.AST) -> float | int:
+def _eval(node: ast.AST) -> int | float:
     if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
         if isinstance(node.value, bool):
             raise CalculatorError("booleans are not numbers here")
         return node.value
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left, right = _eval(node.left), _eval(node.right)
-        if isinstance(node.op, ast.Pow) and abs(right) > MAX_EXPONENT:
-            raise CalculatorError(f"exponent larger than {MAX_EXPONENT}")
-        return _BINARY[type(node.op)](left, right)
+        _check_step(node.op, left, right)
+        result = _BINARY[type(node.op)](left, right)
+        if isinstance(result, complex):  # e.g. (-8) ** 0.5
+            raise CalculatorError("result is not a real number")
+        return result
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _UNARY[type(node.op)](_eval(node.operand))
     raise CalculatorError(f"not allowed in arithmetic: {ast.dump(node)[:60]}")
+
+
+def _check_step(op: ast.operator, left: int | float, right: int | float) -> None:
+    """Refuse a step whose integer result would exceed ``MAX_INT_BITS``, before computing it.
+
+    Bounds from the operands' bit lengths: a sum has at most one bit more than its
+    larger operand, a product the sum of both, ``a ** n`` at most ``bits(a) * n``.
+    Division, ``//`` and ``%`` never grow, and float steps overflow to an error or inf.
+    """
+    if isinstance(op, ast.Pow) and abs(right) > MAX_EXPONENT:
+        raise CalculatorError(f"exponent larger than {MAX_EXPONENT}")
+    if not (isinstance(left, int) and isinstance(right, int)):
+        return
+    bits_left, bits_right = abs(left).bit_length(), abs(right).bit_length()
+    if isinstance(op, ast.Add | ast.Sub):
+        bits = max(bits_left, bits_right) + 1
+    elif isinstance(op, ast.Mult):
+        bits = bits_left + bits_right
+    elif isinstance(op, ast.Pow) and right > 0:
+        bits = bits_left * right
+    else:
+        return
+    if bits > MAX_INT_BITS:
+        raise CalculatorError(f"a step of the calculation exceeds {MAX_INT_BITS} bits")
 
 
 def find_expression(text: str) -> str | None:

@@ -28,6 +28,11 @@ our privileges do not allow it:
    or extended attributes fail with EPERM: Landlock does not cover metadata, and a
    program running as uid 0 or as our own user owns files outside its directory. The
    process group cannot be left, so killing it kills everything the program started.
+   No new namespaces either: ``setns``, and ``unshare`` or ``clone`` with
+   any ``CLONE_NEW*`` flag, fail with EPERM (a user namespace is the usual first step
+   of a kernel exploit: it hands the program capabilities over code meant for root);
+   ``clone3``, whose flags sit in memory a filter cannot read, fails with ENOSYS, so
+   the C library falls back to ``clone`` and fork and threads still work.
 
 What was applied is written, as JSON, to a pipe the program never sees.
 """
@@ -77,6 +82,15 @@ _SECCOMP_ARCH = {
                              16)),
 }
 _SECCOMP_COMMON = (425, 452, 463, 466)  # io_uring_setup, fchmodat2, setxattrat, removexattrat
+
+# Namespaces: (setns, unshare, clone) per arch. unshare and clone are denied only with a
+# CLONE_NEW* flag in their first argument; clone3 (435 everywhere) with ENOSYS.
+_NAMESPACE_CALLS = {"x86_64": (308, 272, 56), "aarch64": (268, 97, 220)}
+_CLONE3 = 435
+_CLONE_NEW_ANY = (0x00000080 | 0x00020000 | 0x02000000 | 0x04000000 | _CLONE_NEWIPC
+                  | _CLONE_NEWUSER | 0x20000000 | _CLONE_NEWNET)
+"""NEWTIME, NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET (all in the low 32
+bits; for ``clone`` the low byte is the exit signal, which never sets 0x80)."""
 
 
 class _RulesetAttr(ctypes.Structure):
@@ -164,18 +178,24 @@ def landlock(read: Iterable[str], write: Iterable[str]) -> list[str]:
 
 
 def seccomp() -> None:
-    """Deny the system calls in ``_SECCOMP_ARCH`` for this machine (see there why).
+    """Deny the system calls in ``_SECCOMP_ARCH`` and the namespace calls (see there why).
 
     Raises KeyError on an architecture we have no syscall numbers for.
     """
-    arch, numbers = _SECCOMP_ARCH[os.uname().machine]
-    deny_syscalls(arch, {number: errno.EPERM for number in (*numbers, *_SECCOMP_COMMON)})
+    machine = os.uname().machine
+    arch, numbers = _SECCOMP_ARCH[machine]
+    setns, unshare, clone = _NAMESPACE_CALLS[machine]
+    errors = {number: errno.EPERM for number in (*numbers, *_SECCOMP_COMMON, setns)}
+    errors[_CLONE3] = errno.ENOSYS
+    deny_syscalls(arch, errors, flags={unshare: _CLONE_NEW_ANY, clone: _CLONE_NEW_ANY})
 
 
-def deny_syscalls(arch: int, errors: dict[int, int]) -> None:
+def deny_syscalls(arch: int, errors: dict[int, int], flags: dict[int, int] | None = None) -> None:
     """Install a seccomp filter: each syscall in ``errors`` fails with its errno.
 
-    Calls made through another ABI (i386 ``int 0x80``, x32) all fail with EPERM.
+    A syscall in ``flags`` fails with EPERM when its first argument has any of the
+    given bits set, and is allowed otherwise. Calls made through another ABI (i386
+    ``int 0x80``, x32) all fail with EPERM.
     """
     fail = 0x00050000  # SECCOMP_RET_ERRNO | errno
     program = [(0x20, 0, 0, 4),  # A = seccomp_data.arch
@@ -186,7 +206,14 @@ def deny_syscalls(arch: int, errors: dict[int, int]) -> None:
                (0x06, 0, 0, fail | errno.EPERM)]
     for number, code in errors.items():
         program += [(0x15, 0, 1, number), (0x06, 0, 0, fail | code)]
-    program.append((0x06, 0, 0, 0x7FFF0000))  # SECCOMP_RET_ALLOW
+    allow = (0x06, 0, 0, 0x7FFF0000)  # SECCOMP_RET_ALLOW
+    for number, mask in (flags or {}).items():  # last: they load an argument over the number
+        program += [(0x15, 0, 4, number),
+                    (0x20, 0, 0, 16),  # A = low 32 bits of seccomp_data.args[0]
+                    (0x45, 0, 1, mask),  # A & mask?
+                    (0x06, 0, 0, fail | errno.EPERM),
+                    allow]
+    program.append(allow)
     filters = (_SockFilter * len(program))(*(_SockFilter(*op) for op in program))
     _prctl(_PR_SET_NO_NEW_PRIVS, 1)
     _prctl(_PR_SET_SECCOMP, 2, ctypes.byref(_SockFprog(len(program), filters)))  # MODE_FILTER

@@ -21,7 +21,9 @@ everything it starts:
   denying TCP, and a guard in the ``socket`` module for a readable error;
 - identity: as root, a per-run unprivileged uid, or uid 0 without capabilities where
   the interpreter is not readable by other users; no signals to or ptrace of
-  processes outside the sandbox (Landlock scopes).
+  processes outside the sandbox (Landlock scopes); no new namespaces (seccomp denies
+  ``unshare``/``clone`` with ``CLONE_NEW*`` and ``setns``), so no user namespace to
+  gain capabilities in, the usual first step of a kernel exploit.
 
 Each mechanism is used where the kernel and our privileges allow it and skipped
 otherwise; ``SandboxResult.protections`` (and ``protections()``) name what was in
