@@ -199,7 +199,9 @@ async def judge_evaluation(
     again. Returns the judge section of the summary (see :func:`summarize`).
     """
     from concilium.secrets import redact
+    from concilium.team import RunFailed
 
+    failed: list[str] = []
     path = out_dir / JUDGEMENTS
     out_dir.mkdir(parents=True, exist_ok=True)
     done = {k: v for k, v in _read(path).items() if v.get("judge") == judge.name}
@@ -228,7 +230,11 @@ async def judge_evaluation(
         async def worker() -> None:
             while not queue.empty():
                 key, meta, prompt = queue.get_nowait()
-                reply, usage = await judge.ask(prompt)
+                try:
+                    reply, usage = await judge.ask(prompt)
+                except RunFailed as failure:  # the judge's model failed: left for a rerun
+                    failed.append(f"{key}: {failure}")
+                    continue
                 parsed: Any = parse_point(reply) if meta["mode"] == "point" else parse_pair(reply)
                 row = {"key": key, "judge": judge.name, **meta, "verdict": parsed,
                        "reply": redact(reply), **usage, "at": time.time()}
@@ -239,7 +245,9 @@ async def judge_evaluation(
                     on_judgement(row)
 
         await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
-    return summarize(judge, list(done.values()), teams, total=len(jobs))
+    summary = summarize(judge, list(done.values()), teams, total=len(jobs))
+    summary["failed"] = failed
+    return summary
 
 
 def summarize(judge: Judge, rows: Sequence[dict[str, Any]], teams: Sequence[str], *,
@@ -330,6 +338,9 @@ def judge_markdown(summary: dict[str, Any]) -> str:
                          f"{_rate(p['b_win_rate'], p['b_ci95'])} |")
         lines += ["", f"The two orders agreed on {_share(summary['order_agreement'], 'pairs')} "
                   "pairs."]
+    if summary.get("failed"):
+        lines += ["", f"{len(summary['failed'])} judgements failed (the judge's model); "
+                  "rerun the same command to retry them."]
     lines += ["", "Judge and exact match agreed on "
               f"{_share(summary['exact_agreement'], 'items')} answers."]
     return "\n".join(lines) + "\n"
