@@ -10,6 +10,7 @@ import typer
 
 from concilium.cli import batch as batch_cmd
 from concilium.cli import eval as eval_cmd
+from concilium.cli import export as export_cmd
 from concilium.cli import memory as memory_cmd
 from concilium.cli import run as run_cmd
 from concilium.cli import runs as runs_cmd
@@ -27,6 +28,7 @@ app = typer.Typer(
 )
 app.command("run")(run_cmd.run_command)
 app.command("serve")(serve_cmd.serve_command)
+app.command("export")(export_cmd.export_command)
 eval_cmd.register(app)
 app.command("batch")(batch_cmd.batch_command)
 app.add_typer(teams_cmd.app, name="teams")

@@ -40,6 +40,13 @@ class Format(StrEnum):
     code = "code"
 
 
+class GraderKind(StrEnum):
+    """Who grades: the dataset's answers (exact) or a judge model/team as well."""
+
+    exact = "exact"
+    judge = "judge"
+
+
 class ReportKind(StrEnum):
     """The report's page format."""
 
@@ -110,6 +117,12 @@ def eval_command(
                                 "(they then grade with the key; the report marks them).")
     ] = False,
     report: Annotated[ReportKind, typer.Option(help="Report page format.")] = ReportKind.md,
+    grader: Annotated[GraderKind, typer.Option(
+        help="exact: match the dataset's answers; judge: also a judge, pointwise per answer "
+             "and pairwise (both orders) per pair of teams.")] = GraderKind.exact,
+    judge: Annotated[str | None, typer.Option(
+        help="The judge for --grader judge: a team file (*.yaml) or a model string.",
+        show_default=False)] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print summary.json to stdout instead of tables.")
     ] = False,
@@ -119,6 +132,7 @@ def eval_command(
 ) -> None:
     """Evaluate each TEAM on a dataset: accuracy (95% CI), calls, tokens, cost, latency, flips."""
     import asyncio
+    import json
     from dataclasses import replace
 
     from concilium.agents.breaker import DEFAULT_BREAKER
@@ -146,6 +160,13 @@ def eval_command(
                           reveal_reference=reveal_reference)
     target = out_dir if out_dir is not None else Path("reports") / data.name
     evaluation = Evaluation(loaded, data, target, options)
+    judged = None
+    if grader is GraderKind.judge:
+        from concilium.eval.judge import load_judge
+
+        if judge is None:
+            raise ConfigError("--grader judge needs --judge TEAM.yaml or --judge MODEL")
+        judged = load_judge(judge)
 
     interrupted = False
     with _Bars(evaluation, enabled=not quiet and not json_out) as on_record:
@@ -159,14 +180,30 @@ def eval_command(
                                        on_record=on_record))
         except KeyboardInterrupt:
             interrupted = True
+    if judged is not None and not interrupted:
+        from concilium.eval.judge import judge_evaluation, judge_markdown
+
+        records = [r for rows in evaluation.records().values() for r in rows]
+        try:
+            judged_summary = asyncio.run(judge_evaluation(
+                judged, data.items, records, [t.name for t in loaded], target,
+                concurrency=concurrency))
+        except KeyboardInterrupt:
+            interrupted = True
     summary = evaluation.write_summary(complete=False if interrupted else None)
     written = write_report(summary, evaluation.records(), target, report.value)
+    if judged is not None and not interrupted:
+        (target / "judge.md").write_text(judge_markdown(judged_summary), encoding="utf-8")
+        (target / "judge.json").write_text(json.dumps(judged_summary, indent=2), encoding="utf-8")
+        if written.path.suffix == ".md":
+            with written.path.open("a", encoding="utf-8") as page:
+                page.write("\n" + judge_markdown(judged_summary))
     if json_out:
-        import json
-
         out.print_json(json.dumps(summary))
     else:
         _print_tables(summary)
+        if judged is not None and not interrupted:
+            out.print(judge_markdown(judged_summary))
     if not quiet and not json_out:
         files = ", ".join(p.name for p in [evaluation.results_path, evaluation.summary_path,
                                            written.path, *written.images])

@@ -401,6 +401,7 @@ class Evaluation:
             "team_hash": slot.hash,
             "item": item.key,
             "item_id": item.id,
+            "split": item.meta.get("split"),  # export leaves held-out items out
             "position": position,
             "question": item.question,
             "expected": list(item.answers),
