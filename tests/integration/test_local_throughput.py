@@ -5,6 +5,11 @@ OpenMP thread team, and once more OpenMP threads exist than cores every barrier 
 every token waits on a futex (five overlapping calls through ``asyncio.to_thread``
 ran at a quarter of the speed of one call). The provider makes every call on the
 model's own thread, so overlapping calls from many tasks cost what calls in a row do.
+
+The test checks the mechanism (no new native thread team), which holds on a loaded
+machine too; the speed it buys (overlapping calls at >= 0.8x the tokens/s of calls in a
+row) is a ratio of timings, so it is measured by ``bench/local_model.py``, side by side
+in one run, not asserted here.
 """
 
 from __future__ import annotations
@@ -13,7 +18,6 @@ import asyncio
 import importlib.util
 import os
 import threading
-import time
 
 import pytest
 
@@ -51,19 +55,3 @@ async def test_overlapping_calls_start_no_new_native_threads() -> None:
     before = _native_threads()
     await asyncio.gather(*(_call(i, 4) for i in range(6)))
     assert _native_threads() == before
-
-
-async def test_overlapping_calls_keep_the_tokens_per_second_of_one_call() -> None:
-    """Five overlapping calls make >= 0.8x the tokens/s of the same calls one at a time."""
-    await asyncio.to_thread(local.warm)
-    await _call(0, 4)
-    sequential: list[float] = []
-    overlapping: list[float] = []
-    for _ in range(2):  # interleaved, best of two: another process may hold a core
-        start = time.perf_counter()
-        made = sum([await _call(i) for i in range(2)])
-        sequential.append(made / (time.perf_counter() - start))
-        start = time.perf_counter()
-        made = sum(await asyncio.gather(*(_call(i) for i in range(5))))
-        overlapping.append(made / (time.perf_counter() - start))
-    assert max(overlapping) >= 0.8 * max(sequential), (sequential, overlapping)
