@@ -19,8 +19,8 @@ from concilium.agents.providers import scripted
 from concilium.cli.app import app
 from concilium.eval.datasets import load_dataset
 from concilium.eval.runner import EvalOptions, Evaluation
+from concilium.export import Filters, HeldOut, builder, read_runs
 from concilium.export.malt import nodes
-from concilium.export.reader import Filters, HeldOut, builder, read_runs
 from concilium.memory.store import Memory
 
 GVR_TASK = "What is 17 * 24 + 3?"

@@ -57,8 +57,8 @@ def export_command(
 
     from concilium.cli.stats import parse_since
     from concilium.errors import ConfigError
+    from concilium.export import Filters, HeldOut, builder, read_runs
     from concilium.export.malt import nodes
-    from concilium.export.reader import Filters, HeldOut, builder, read_runs
     from concilium.memory.store import Memory
 
     try:

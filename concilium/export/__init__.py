@@ -18,6 +18,29 @@ Example:
 
 from __future__ import annotations
 
-from concilium.export.reader import Filters, HeldOut, RunData, export, read_runs
+from collections.abc import Callable
+from typing import Any
 
-__all__ = ["Filters", "HeldOut", "RunData", "export", "read_runs"]
+from concilium.errors import ConfigError
+from concilium.export import dpo, malt, sft
+from concilium.export.reader import FORMATS, Filters, HeldOut, RunData, read_runs
+
+__all__ = ["FORMATS", "Filters", "HeldOut", "RunData", "builder", "export", "read_runs"]
+
+def export(fmt: str, filters: Filters | None = None, *, db: Any = None,
+           held_out: HeldOut | None = None) -> list[dict[str, Any]]:
+    """Rows of format ``fmt`` (``sft``, ``dpo`` or ``malt``) from the ledger at ``db``."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt!r}: choose from {', '.join(FORMATS)}")
+    if db is None:
+        from concilium.memory.store import Memory
+
+        db = Memory.open(redis_url=False).db
+    runs, _ = read_runs(db, filters, held_out)
+    return builder(fmt)(runs)
+
+
+def builder(fmt: str) -> Callable[[list[RunData]], list[dict[str, Any]]]:
+    """The function that turns runs into rows of format ``fmt``."""
+    return {"sft": sft.build, "dpo": dpo.build, "malt": malt.build}[fmt]
+

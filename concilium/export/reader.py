@@ -18,7 +18,7 @@ from typing import Any
 
 from concilium.errors import ConfigError
 
-__all__ = ["FORMATS", "Filters", "HeldOut", "RunData", "export", "fingerprint", "read_runs",
+__all__ = ["FORMATS", "Filters", "HeldOut", "RunData", "fingerprint", "read_runs",
            "step_correct"]
 
 FORMATS = ("sft", "dpo", "malt")
@@ -192,23 +192,3 @@ def dedup(rows: Iterable[dict[str, Any]], key: Callable[[dict[str, Any]], str],
             seen.add(k)
             kept.append(row)
     return kept
-
-
-def export(fmt: str, filters: Filters | None = None, *, db: Any = None,
-           held_out: HeldOut | None = None) -> list[dict[str, Any]]:
-    """Rows of format ``fmt`` (``sft``, ``dpo`` or ``malt``) from the ledger at ``db``."""
-    if fmt not in FORMATS:
-        raise ConfigError(f"--format {fmt!r}: choose from {', '.join(FORMATS)}")
-    if db is None:
-        from concilium.memory.store import Memory
-
-        db = Memory.open(redis_url=False).db
-    runs, _ = read_runs(db, filters, held_out)
-    return builder(fmt)(runs)
-
-
-def builder(fmt: str) -> Callable[[list[RunData]], list[dict[str, Any]]]:
-    """The function that turns runs into rows of format ``fmt``."""
-    from concilium.export import dpo, malt, sft
-
-    return {"sft": sft.build, "dpo": dpo.build, "malt": malt.build}[fmt]
