@@ -69,6 +69,7 @@ INDEX = _env.from_string(BASE.replace("{% block main %}{% endblock %}", """
 <td>{{ r.llm_calls }}</td><td>{{ r.prompt_tokens + r.completion_tokens }}</td>
 <td>{{ "%.4f"|format(r.cost) }}</td><td>{{ "%.1f"|format(r.wall_ms / 1000) }}</td>
 <td>{{ r.task[:80] }}</td></tr>{% endfor %}</tbody></table>
+<p><a href="/ui/reports" id="reports-link">Evaluation reports</a></p>
 <h2>Teams</h2><ul>{% for t in teams %}<li><a href="/ui/teams/{{ t.name }}">{{ t.name }}</a>
 ({{ t.strategy }}) {{ t.description }}</li>{% endfor %}</ul>
 <script type="application/json" id="page">{{ page|tojson }}</script>
