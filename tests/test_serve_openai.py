@@ -177,15 +177,18 @@ def _ledger(server: Server, run_id: str) -> tuple[str, int] | None:
 
 
 def test_a_stream_client_that_leaves_cancels_its_run(server: Server) -> None:
-    """gvr-scripted makes 8 calls of 0.3 s; the client reads the first chunk and closes:
+    """gvr-scripted makes 8 calls of 0.3 s; the client reads the first step and closes:
     the run ends ``cancelled`` in the ledger and makes no more model calls."""
     body = {"model": "gvr-scripted", "stream": True,
             "messages": [{"role": "user", "content": TASK}]}
     with server.client() as http, http.stream("POST", "/v1/chat/completions",
                                               json=body) as response:
         assert response.status_code == 200
-        first = next(line for line in response.iter_lines() if line.startswith("data: "))
-        run_id = json.loads(first[6:])["concilium"]["run_id"]
+        chunks = (json.loads(line[6:]) for line in response.iter_lines()
+                  if line.startswith("data: "))
+        run_id = next(chunks)["concilium"]["run_id"]
+        # leave mid-run: once the first step (a model call) has streamed
+        assert next(chunks)["concilium"]["type"] == "step"
     deadline = time.monotonic() + 30
     while (seen := _ledger(server, run_id)) is None or seen[0] == "running":
         assert time.monotonic() < deadline, seen

@@ -5,7 +5,10 @@ cancelling a run waits until the run itself has handled the cancel."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -65,3 +68,44 @@ async def test_cancel_waits_for_the_run_to_handle_it() -> None:
     assert done and seen == ["cancelled"]  # the run's own handler ran before the end
     assert run.status == "cancelled" and run.events[-1]["status"] == "cancelled"
     await manager.cancel_all()
+
+
+async def test_a_cancelled_run_is_cancelled_in_the_ledger_and_its_flush_never_blocks(
+        tmp_path: Path) -> None:
+    """The ledger's database is write-locked by someone else for 1 s when the run is
+    cancelled: the crash flush waits in a worker thread, not on the event loop (it used
+    to block the loop for up to 10 s), and the row ends ``cancelled``, not ``failed``."""
+    from concilium import load_team
+    from concilium.agents.providers import scripted
+    from concilium.memory.db import open_database
+    from concilium.memory.ledger import find_run, flush
+
+    team = load_team({"name": "long-gvr", "strategy": "gvr",
+                      "limits": {"max_rounds": 6, "max_llm_calls": 40},
+                      "roles": {"generator": {}, "verifier": {"check": "llm"},
+                                "refiner": {}}}, model="scripted/runloop")
+    script = scripted.Script(rules=[scripted.Rule("VERDICT: incorrect", role="verifier")],
+                             default="Answer: 403", latency_s=0.05)
+    db = open_database()
+    path = db.engine.url.database
+    assert path is not None
+    with scripted.use("runloop", script):
+        running = asyncio.create_task(team.arun("What is 2 + 2?", run_id="cancel-flush"))
+        while script.count() < 2:
+            await asyncio.sleep(0.005)
+        await asyncio.to_thread(flush, 10.0)
+        locker = sqlite3.connect(path, timeout=30, check_same_thread=False)
+        locker.execute("BEGIN IMMEDIATE")  # the ledger's writer now waits for the lock
+        release = threading.Timer(1.0, locker.rollback)
+        release.start()
+        try:
+            running.cancel()
+            gap = await _max_gap(running)
+        finally:
+            release.join()
+            locker.close()
+    assert running.cancelled()
+    assert gap < 0.5, gap
+    await asyncio.to_thread(flush, 30.0)
+    row = await asyncio.to_thread(find_run, db, "cancel-flush")
+    assert row is not None and row.status == "cancelled", row and row.status
