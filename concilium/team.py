@@ -396,7 +396,7 @@ class Team:
             status, error = "failed", str(failure)
         except BaseException as crash:
             if mem is not None:
-                await mem.crashed(crash)
+                mem.crashed(crash)
             raise
         return state, status, reason, error, start
 

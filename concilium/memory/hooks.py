@@ -167,12 +167,12 @@ class RunMemory:
             for step in steps:
                 self.recorder.step(step)
 
-    async def crashed(self, error: BaseException) -> None:
-        """The run raised something unexpected: mark its ledger row failed (or cancelled)
-        and flush, in a worker thread: a blocked database must not stall the event loop."""
+    def crashed(self, error: BaseException) -> None:
+        """The run raised something unexpected: mark its ledger row failed (or cancelled).
+        Queued, not flushed: waiting here would block the event loop on the database
+        (readers flush first; the writer flushes at exit)."""
         if self.recorder is not None:
             self.recorder.fail(error)
-            await asyncio.shield(asyncio.to_thread(self.recorder.flush, 10.0))
 
     async def _remember(
         self, ctx: RunContext, task: str, state: dict[str, Any], result: RunResult

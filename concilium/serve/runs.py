@@ -189,6 +189,10 @@ class RunManager:
                 run.add(end_event(failed.result, status="failed"))
                 raise
             except asyncio.CancelledError:
+                from concilium.memory.ledger import flush
+
+                # the run queued its ``cancelled`` row; written before anyone is told
+                await asyncio.shield(asyncio.to_thread(flush, 10.0))
                 run.status, run.error = "cancelled", "cancelled by a client"
                 run.add(end_event(None, status="cancelled", error=run.error))
                 raise
