@@ -168,11 +168,10 @@ class RunMemory:
                 self.recorder.step(step)
 
     def crashed(self, error: BaseException) -> None:
-        """The run raised something unexpected: mark its ledger row failed (or cancelled).
-        Queued, not flushed: waiting here would block the event loop on the database
-        (readers flush first; the writer flushes at exit)."""
+        """The run raised something unexpected: mark its ledger row failed and flush."""
         if self.recorder is not None:
             self.recorder.fail(error)
+            self.recorder.flush(10.0)
 
     async def _remember(
         self, ctx: RunContext, task: str, state: dict[str, Any], result: RunResult
