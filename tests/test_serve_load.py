@@ -67,6 +67,7 @@ async def test_64_concurrent_chats_while_health_stays_fast(loaded: Server) -> No
     assert wall < 0.3 * CONCURRENCY / 2, wall
     assert len(health) >= 5
     p50 = statistics.median(health)
+    p99 = sorted(health)[min(len(health) - 1, int(0.99 * len(health)))]
     print(f"\n64 chats in {wall:.2f} s; /health p50 {p50 * 1000:.1f} ms, "
-          f"max {max(health) * 1000:.1f} ms over {len(health)} probes")
+          f"p99 {p99 * 1000:.1f} ms, max {max(health) * 1000:.1f} ms over {len(health)} probes")
     assert p50 < 0.05, health

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
+import time
 
 import httpx
 import openai
@@ -164,3 +166,38 @@ def test_langchain_chat_openai_uses_a_team_as_a_model(server: Server) -> None:
     assert "".join(str(c.content) for c in llm.stream(TASK)) == "411"
     reply = llm.invoke([("system", "be brief"), ("human", TASK)])
     assert reply.usage_metadata is not None and reply.usage_metadata["total_tokens"] > 0
+
+
+def _ledger(server: Server, run_id: str) -> tuple[str, int] | None:
+    """The run's status and model-call count in the server's own ledger (its SQLite file)."""
+    with sqlite3.connect(server.home / "home" / "concilium.db") as db:
+        row = db.execute("SELECT status, (SELECT count(*) FROM steps WHERE run_id = runs.id)"
+                         " FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return (str(row[0]), int(row[1])) if row else None
+
+
+def test_a_stream_client_that_leaves_cancels_its_run(server: Server) -> None:
+    """gvr-scripted makes 8 calls of 0.3 s; the client reads the first step and closes:
+    the run ends ``cancelled`` in the ledger and makes no more model calls."""
+    body = {"model": "gvr-scripted", "stream": True,
+            "messages": [{"role": "user", "content": TASK}]}
+    with server.client() as http, http.stream("POST", "/v1/chat/completions",
+                                              json=body) as response:
+        assert response.status_code == 200
+        chunks = (json.loads(line[6:]) for line in response.iter_lines()
+                  if line.startswith("data: "))
+        run_id = next(chunks)["concilium"]["run_id"]
+        # leave mid-run: once the first step (a model call) has streamed
+        assert next(chunks)["concilium"]["type"] == "step"
+    deadline = time.monotonic() + 30
+    while (seen := _ledger(server, run_id)) is None or seen[0] == "running":
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.05)
+    status, calls = seen
+    assert status == "cancelled" and calls < 8
+    # no call after the cancel: wait three model latencies, the count stays
+    time.sleep(0.9)
+    assert _ledger(server, run_id) == ("cancelled", calls)
+    with server.client() as http:
+        run = http.get(f"/runs/{run_id}").json()
+    assert run["status"] == "cancelled" and not run["live"]

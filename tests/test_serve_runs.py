@@ -3,13 +3,14 @@ teams; across two server processes sharing one ledger; fuzzed by schemathesis.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import httpx
 import pytest
 
 pytest.register_assert_rewrite("serve_fixtures")
-from serve_fixtures import TASK, Server  # noqa: E402
+from serve_fixtures import TASK, Server, start_server, stop_server  # noqa: E402
 
 pytest_plugins = ["serve_fixtures"]
 
@@ -121,19 +122,24 @@ def test_teams_give_spec_and_graph(server: Server) -> None:
         assert client.get("/teams/gvr").json()["name"] == "gvr-scripted"  # the file stem
 
 
-@pytest.fixture(params=["ledger", "redis"])
+@pytest.fixture(params=["ledger", "redis", "postgres+redis"])
 def shared_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
-    """What two servers share besides the database: nothing, or a Redis (own prefix)."""
+    """What two servers share: a SQLite ledger (alone, or with a Redis under its own
+    prefix), or PostgreSQL (a fresh schema) with Redis, the way a deployment runs."""
     if request.param == "ledger":
         yield {}
         return
-    from memory_fixtures import REDIS_TEST_URL, redis_reachable
+    from memory_fixtures import REDIS_TEST_URL, pg_schema, redis_reachable
 
     why = redis_reachable()
     if why is not None:
         pytest.skip(why)
     prefix = f"concilium-test:{uuid.uuid4().hex[:10]}:"
-    yield {"CONCILIUM_REDIS_URL": REDIS_TEST_URL, "CONCILIUM_REDIS_PREFIX": prefix}
+    env = {"CONCILIUM_REDIS_URL": REDIS_TEST_URL, "CONCILIUM_REDIS_PREFIX": prefix}
+    with contextlib.ExitStack() as stack:
+        if request.param == "postgres+redis":
+            env["CONCILIUM_DATABASE_URL"] = stack.enter_context(pg_schema())
+        yield env
     import redis
 
     client = redis.Redis.from_url(REDIS_TEST_URL)
@@ -142,13 +148,19 @@ def shared_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     client.close()
 
 
-def test_two_processes_share_the_ledger(serve: Callable[..., Server], tmp_path: Path,
-                                        shared_env: dict[str, str]) -> None:
+def test_two_processes_share_the_ledger(tmp_path: Path, shared_env: dict[str, str]) -> None:
     """A run started on one server is listed and followed live from another (from the
     polled ledger, or from Redis), and resumed there after the first one cancelled it."""
     home = tmp_path / "shared-home"
-    first = serve(home=home, name=f"first-{tmp_path.name}", env=shared_env)
-    second = serve(home=home, name=f"second-{tmp_path.name}", env=shared_env)
+    with contextlib.ExitStack() as servers:  # stopped before the schema is dropped
+        first = start_server(tmp_path, home=home, name="first", env=shared_env)
+        servers.callback(stop_server, first)
+        second = start_server(tmp_path, home=home, name="second", env=shared_env)
+        servers.callback(stop_server, second)
+        _share_a_run(first, second)
+
+
+def _share_a_run(first: Server, second: Server) -> None:
     with first.client() as a, second.client() as b:
         run_id = a.post("/runs", json={"team": "gvr-scripted", "task": TASK}).json()["run_id"]
         deadline = time.monotonic() + 30
@@ -163,6 +175,9 @@ def test_two_processes_share_the_ledger(serve: Callable[..., Server], tmp_path: 
         assert [e["type"] for e in followed] == ["run_start", "step", "step"]
         assert b.post(f"/runs/{run_id}/cancel").status_code == 409  # not running there
         assert a.post(f"/runs/{run_id}/cancel").json()["status"] == "cancelled"
+        # the ledger itself says so (b knows the run from the ledger only)
+        assert b.get(f"/runs/{run_id}").json()["status"] == "cancelled"
+        assert run_id in [r["id"] for r in b.get("/runs", params={"status": "cancelled"}).json()]
         assert b.post(f"/runs/{run_id}/resume").status_code == 202
         kinds = [e["type"] for e in events(b, run_id)]
         assert kinds[0] == "run_start" and kinds[-1] == "run_end"

@@ -45,7 +45,9 @@ def test_pages_need_a_login_that_sets_a_safe_cookie(keyed: Server) -> None:
         assert KEY not in page.text
         assert browser.get("/runs").status_code == 200  # the API takes the cookie too
         assert browser.get("/ui/teams/gvr-scripted").status_code == 200
-        assert "flowchart" in browser.get("/ui/teams/gvr-scripted").text
+        team_page = browser.get("/ui/teams/gvr-scripted").text
+        assert "flowchart" in team_page and "<svg" in team_page
+        assert team_page.count('<g class="node"') == 5
         assert browser.get("/ui/runs/nope").status_code == 404
         browser.post("/logout")
         assert browser.get("/").status_code == 303
@@ -93,7 +95,11 @@ def test_browser_starts_a_run_and_sees_steps_live(keyed: Server, tmp_path: Path)
             assert page.locator(".card.step").count() == 8
             assert page.locator("#grid tbody tr").count() == 4  # rounds 0..3
             assert page.locator(".badge.rejected").count() == 4  # every verdict
-            assert "generator" in page.text_content("#graph")
+            # the team's graph, drawn by the server: one box per node, loops dashed
+            assert page.locator("#graph svg g.node").count() == 5  # start, 3 roles, end
+            assert page.locator("#graph svg path.edge.conditional").count() == 2
+            assert "generator" in page.text_content("#graph svg")
+            page.locator("#graph svg").screenshot(path=str(tmp_path / "graph.png"))
             shot = tmp_path / "viewer.png"
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 10_000

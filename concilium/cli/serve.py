@@ -24,6 +24,9 @@ def serve_command(
         help="Require 'Authorization: Bearer KEY' on every endpoint but /health.")] = None,
     max_body: Annotated[int, typer.Option(min=1024, help="Largest request body (bytes).")
                         ] = 1 << 20,
+    reports: Annotated[Path | None, typer.Option(
+        help="Evaluation reports to show in the viewer (concilium eval --out dirs) "
+        "[default: reports/ if it exists].", show_default=False)] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "warning",
 ) -> None:
     """Serve teams: /v1 (OpenAI-compatible: a team is a model), /runs, and a viewer at /."""
@@ -42,7 +45,12 @@ def serve_command(
                           "CONCILIUM_API_KEY (or --api-key), or listen on 127.0.0.1")
     if api_key:  # a secret of this process: masked in every event, page and error
         os.environ["CONCILIUM_API_KEY"] = api_key
-    app = create_app(ServeConfig(teams=teams, api_key=api_key, max_body_bytes=max_body))
+    if reports is None:
+        reports = Path("reports") if Path("reports").is_dir() else None
+    elif not reports.is_dir():
+        raise ConfigError(f"--reports {reports}: no such directory")
+    app = create_app(ServeConfig(teams=teams, api_key=api_key, max_body_bytes=max_body,
+                                 reports=reports))
     where = f"http://{host}:{port}"
     err.print(f"concilium serve: {len(app.state.registry.names())} teams on {where} "
               f"(OpenAI base_url {where}/v1; viewer {where}/)"

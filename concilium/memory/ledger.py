@@ -18,6 +18,7 @@ then arrive twice (a batch cut off mid-way is sent again).
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import json
 import logging
@@ -145,8 +146,10 @@ class RunRecorder:
         self._submit("use", {"ids": list(ids), "correct": correct})
 
     def fail(self, error: BaseException) -> None:
-        """Mark the run failed by an unexpected exception (its steps are already queued)."""
-        self._submit("run_end", {"status": "failed", "ended_at": utcnow(),
+        """Mark the run failed by an unexpected exception (its steps are already queued);
+        ``cancelled`` when it was cancelled (a client or a shutdown: resumable, not broken)."""
+        status = "cancelled" if isinstance(error, asyncio.CancelledError) else "failed"
+        self._submit("run_end", {"status": status, "ended_at": utcnow(),
                                  "error": f"{type(error).__name__}: {error}"[:4000]})
 
     def flush(self, timeout_s: float | None = 30.0) -> bool:

@@ -208,7 +208,6 @@ def _ledger_rows(team: str | None, status: str | None, limit: int) -> list[Any]:
     from concilium.memory.ledger import list_runs
     from concilium.memory.store import Memory
 
-    status = "failed" if status == "cancelled" else status
     return list_runs(Memory.open(redis_url=False).db, team=team, status=status, limit=limit)
 
 

@@ -49,6 +49,8 @@ class ServeConfig:
     api_key: str | None = None
     """Bearer key wanted on every endpoint but ``/health``; ``None``: no auth (loopback)."""
     max_body_bytes: int = DEFAULT_MAX_BODY
+    reports: Path | None = None
+    """Where ``concilium eval --out`` wrote its reports (shown at ``/ui/reports``)."""
 
 
 class ApiError(Exception):
@@ -193,6 +195,7 @@ def create_app(config: ServeConfig | Path | str | None = None) -> FastAPI:
     app.state.api_key = config.api_key or None
     app.state.registry = registry
     app.state.runs = manager
+    app.state.reports = Path(config.reports) if config.reports is not None else None
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     _error_handlers(app)
 
@@ -205,11 +208,12 @@ def create_app(config: ServeConfig | Path | str | None = None) -> FastAPI:
     async def openapi() -> JSONResponse:
         return JSONResponse(_with_team_examples(app.openapi(), registry.names()))
 
-    from concilium.serve import api, chat, viewer
+    from concilium.serve import api, chat, reports, viewer
 
     app.include_router(chat.router, dependencies=[Depends(require_key)])
     app.include_router(api.router, dependencies=[Depends(require_key)])
     app.include_router(viewer.router)
+    app.include_router(reports.router)
     return app
 
 

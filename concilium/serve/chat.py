@@ -5,7 +5,9 @@ run's tokens; the run id, cost, calls and stop reason ride in a ``concilium``
 extension field that strict clients ignore. ``stream: true`` sends OpenAI's chunks:
 each step of the run as it happens (an empty delta plus the step in ``concilium``),
 then the answer as a content delta, the finish reason, ``usage`` when
-``stream_options.include_usage`` asks for it, and ``data: [DONE]``.
+``stream_options.include_usage`` asks for it, and ``data: [DONE]``. A streaming
+client that disconnects cancels its run (the ledger says ``cancelled``;
+``POST /runs/{id}/resume`` can finish it).
 
 Request options map onto the team or are refused with a 400 naming the option:
 ``temperature`` -> every role the team file configures; ``max_tokens`` /
@@ -88,11 +90,38 @@ async def chat_completions(request: Request, body: ChatRequest) -> Any:
     created = int(time.time())
     if body.stream:
         usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(_chunks(run, team.name, created, usage),
+        return StreamingResponse(_while_connected(request, run,
+                                                  _chunks(run, team.name, created, usage)),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     result = await _outcome(run)
     return completion(result, team.name, created)
+
+
+async def _while_connected(request: Request, run: Any, chunks: AsyncIterator[str]
+                           ) -> AsyncIterator[str]:
+    """``chunks``; a client that goes away cancels the run it started (nobody will read
+    its answer, and its model calls cost). Cancelled, the run stays resumable.
+
+    The disconnect is watched, not only met at the next write: between two steps a slow
+    model can keep the stream quiet for a minute."""
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        _cancel(run)
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        async for chunk in chunks:
+            yield chunk
+    finally:
+        watcher.cancel()
+        _cancel(run)  # a no-op once the run ended; else the stream was cut short
+
+
+def _cancel(run: Any) -> None:
+    if not run.done and run.task_handle is not None:
+        run.task_handle.cancel()
 
 
 def _team(request: Request, name: str, *, param: str | None) -> Any:

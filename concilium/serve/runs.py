@@ -3,8 +3,16 @@
 Every run goes through the public facade (``Team.arun``, ``concilium.resume_run``),
 so a served run recalls, records, checkpoints and budgets exactly like a CLI run;
 this module only keeps, per live run, the list of its events (start, each step,
-end) and wakes whoever is streaming them. A run is an ``asyncio`` task of the
-server's loop: a client that goes away does not stop it, ``cancel`` does.
+end) and wakes whoever is streaming them. A client that goes away does not stop a
+run, ``cancel`` does (and a chat stream's own client leaving, see ``chat``).
+
+Runs execute on a second event loop in its own thread (:class:`RunLoop`), not on the
+loop that answers HTTP: a run's synchronous stretches (compiling, opening its
+checkpointer, which starts a thread and waits for it, parsing, recording) would
+otherwise delay every request by their sum at 64 concurrent runs (``py-spy dump``
+showed ``/health`` p99 at 0.4-1.6 s). The server's loop keeps, per run, a task that
+awaits the run there; cancelling it cancels the run and waits until the run has
+recorded its end.
 
 Events have the shape of the Redis run stream's (``concilium runs follow``), so a
 viewer reads a run the same way whether it is live here, in another process, or
@@ -91,12 +99,58 @@ class LiveRun:
             await waiter.wait()
 
 
+class RunLoop:
+    """An event loop in a daemon thread that runs the teams, off the HTTP loop."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever,
+                                        name="concilium-runs", daemon=True)
+        self._thread.start()
+
+    async def run(self, work: Callable[[], Awaitable[Any]]) -> Any:
+        """``await work()`` on the runs loop. Cancelled, it cancels ``work`` there and
+        waits for it to end (its ledger row says ``cancelled`` before this returns)."""
+        here = asyncio.get_running_loop()
+        outcome: asyncio.Future[tuple[bool, Any]] = here.create_future()
+        tasks: list[asyncio.Task[Any]] = []
+
+        def settle(task: asyncio.Task[Any]) -> None:
+            if outcome.done():
+                return
+            if task.cancelled():
+                outcome.set_result((False, asyncio.CancelledError()))
+            elif (error := task.exception()) is not None:
+                outcome.set_result((False, error))
+            else:
+                outcome.set_result((True, task.result()))
+
+        def launch() -> None:
+            task = self._loop.create_task(work())
+            task.add_done_callback(lambda t: here.call_soon_threadsafe(settle, t))
+            tasks.append(task)
+
+        self._loop.call_soon_threadsafe(launch)
+        try:
+            ok, value = await asyncio.shield(outcome)
+        except asyncio.CancelledError:  # launch ran first: callbacks are FIFO
+            self._loop.call_soon_threadsafe(lambda: tasks[0].cancel())
+            ok, value = await asyncio.shield(outcome)
+        if ok:
+            return value
+        raise value
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
 class RunManager:
-    """Starts runs as tasks of the server's event loop and keeps their events."""
+    """Starts runs on the :class:`RunLoop` and keeps their events on the server's loop."""
 
     def __init__(self) -> None:
         self._runs: dict[str, LiveRun] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: RunLoop | None = None
 
     def get(self, run_id: str) -> LiveRun | None:
         return self._runs.get(run_id)
@@ -129,12 +183,16 @@ class RunManager:
             from concilium import RunFailed
 
             try:
-                result = await work(on_step)
+                result = await self._runs_loop().run(lambda: work(on_step))
             except RunFailed as failed:
                 run.result, run.status, run.error = failed.result, "failed", str(failed)
                 run.add(end_event(failed.result, status="failed"))
                 raise
             except asyncio.CancelledError:
+                from concilium.memory.ledger import flush
+
+                # the run queued its ``cancelled`` row; written before anyone is told
+                await asyncio.shield(asyncio.to_thread(flush, 10.0))
                 run.status, run.error = "cancelled", "cancelled by a client"
                 run.add(end_event(None, status="cancelled", error=run.error))
                 raise
@@ -151,6 +209,11 @@ class RunManager:
         self._runs[run_id] = run
         self._prune()
         return run
+
+    def _runs_loop(self) -> RunLoop:
+        if self._runner is None:
+            self._runner = RunLoop()
+        return self._runner
 
     def restore(self, run_id: str, previous: LiveRun | None) -> None:
         """Put back what was known of ``run_id`` before a start that was refused."""
@@ -177,6 +240,9 @@ class RunManager:
         for handle in handles:
             with contextlib.suppress(BaseException):
                 await handle
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None
 
 
 def _quiet(task: asyncio.Task[Any]) -> None:

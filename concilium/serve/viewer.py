@@ -5,7 +5,8 @@
 - ``/ui/runs/{id}``: the run's steps as rounds x role instances (debaters side by
   side per round, verdicts, critiques, flips right->wrong / wrong->right, tool calls
   with input and result), filled live from ``/runs/{id}/events`` (SSE), and the
-  team's graph (its Mermaid source: nothing is loaded from a CDN);
+  team's graph (an SVG drawn by the server, :mod:`concilium.serve.graph_svg`:
+  nothing is loaded from a CDN; its Mermaid source below it);
 - ``/login``: with an API key set, a form that sets an HttpOnly, SameSite=Strict
   session cookie derived from the key (never the key itself), so the browser can
   use the API the pages call.
@@ -25,9 +26,11 @@ from urllib.parse import parse_qs
 import jinja2
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from markupsafe import Markup
 
 from concilium.secrets import redact
 from concilium.serve.app import SESSION_COOKIE, authorized, session_token
+from concilium.serve.graph_svg import graph_svg
 
 __all__ = ["router"]
 
@@ -66,6 +69,7 @@ INDEX = _env.from_string(BASE.replace("{% block main %}{% endblock %}", """
 <td>{{ r.llm_calls }}</td><td>{{ r.prompt_tokens + r.completion_tokens }}</td>
 <td>{{ "%.4f"|format(r.cost) }}</td><td>{{ "%.1f"|format(r.wall_ms / 1000) }}</td>
 <td>{{ r.task[:80] }}</td></tr>{% endfor %}</tbody></table>
+<p><a href="/ui/reports" id="reports-link">Evaluation reports</a></p>
 <h2>Teams</h2><ul>{% for t in teams %}<li><a href="/ui/teams/{{ t.name }}">{{ t.name }}</a>
 ({{ t.strategy }}) {{ t.description }}</li>{% endfor %}</ul>
 <script type="application/json" id="page">{{ page|tojson }}</script>
@@ -77,13 +81,15 @@ RUN = _env.from_string(BASE.replace("{% block main %}{% endblock %}", """
 <p>Task: {{ run.task }}</p>
 <table id="grid"><thead><tr><th>round</th></tr></thead><tbody></tbody></table>
 <p id="end"></p>
-<h3>Team graph</h3><pre class="graph" id="graph">{{ mermaid }}</pre>
+<h3>Team graph</h3><figure class="graph" id="graph">{{ svg|safe }}</figure>
+<details><summary>Mermaid source</summary><pre class="graph">{{ mermaid }}</pre></details>
 <script type="application/json" id="page">{{ page|tojson }}</script>
 """))
 
 TEAM = _env.from_string(BASE.replace("{% block main %}{% endblock %}", """
 <p>{{ team.description }} (strategy <b>{{ team.strategy }}</b>, file {{ file }})</p>
-<h3>Graph (Mermaid)</h3><pre class="graph">{{ mermaid }}</pre>
+<h3>Graph</h3><figure class="graph" id="graph">{{ svg|safe }}</figure>
+<details><summary>Mermaid source</summary><pre class="graph">{{ mermaid }}</pre></details>
 <h3>Spec</h3><pre class="graph">{{ spec }}</pre>
 <script type="application/json" id="page">{{ page|tojson }}</script>
 """))
@@ -106,6 +112,13 @@ def _page(template: jinja2.Template, status: int = 200, **context: Any) -> HTMLR
     return HTMLResponse(html, status_code=status, headers={
         "Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"})
+
+
+def _drawn(team: Any) -> tuple[Markup, str]:
+    """The team's graph as inline SVG (drawn here: no CDN, no JS renderer) and as Mermaid
+    source. The SVG escapes every label itself (:mod:`concilium.serve.graph_svg`)."""
+    graph = team.compile().get_graph()
+    return Markup(graph_svg(graph)), str(graph.draw_mermaid())
 
 
 def _login_redirect(request: Request) -> Response | None:
@@ -150,8 +163,8 @@ async def run_page(request: Request, run_id: str) -> Response:
         return _page(_NOT_FOUND, status=error.status,
                      title="not found", message=error.message, page={"view": "none"})
     entry = request.app.state.registry.entry(run.team)
-    mermaid = await asyncio.to_thread(entry.team.mermaid) if entry is not None else ""
-    return _page(RUN, title=f"run {run.id}", run=run, mermaid=mermaid,
+    svg, mermaid = await asyncio.to_thread(_drawn, entry.team) if entry else (Markup(""), "")
+    return _page(RUN, title=f"run {run.id}", run=run, svg=svg, mermaid=mermaid,
                  page={"view": "run", "run_id": run.id})
 
 
@@ -168,8 +181,9 @@ async def team_page(request: Request, name: str) -> Response:
     team = entry.team
     spec = redact(yaml.safe_dump(team.spec.model_dump(mode="json", exclude_unset=True),
                                  sort_keys=False))
+    svg, mermaid = await asyncio.to_thread(_drawn, team)
     return _page(TEAM, title=f"team {team.name}", team=team.spec, file=entry.path.name,
-                 mermaid=await asyncio.to_thread(team.mermaid), spec=spec,
+                 svg=svg, mermaid=mermaid, spec=spec,
                  page={"view": "team"})
 
 
