@@ -36,7 +36,8 @@ def _tokens(prompt: int, completion: int) -> str:
 @cli_errors
 def list_command(
     team: Annotated[str | None, typer.Option(help="Only this team's runs.")] = None,
-    status: Annotated[str | None, typer.Option(help="ok, stopped, failed, cancelled or running.")] = None,
+    status: Annotated[str | None, typer.Option(
+        help="ok, stopped, failed, cancelled or running.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="How many runs, newest first.")] = 20,
     wide: Annotated[bool, typer.Option("--wide", "-w", help="Also show each task.")] = False,
     as_json: JsonOpt = False,

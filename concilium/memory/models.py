@@ -67,7 +67,8 @@ class RunRow(Base):
     namespace: Mapped[str | None] = mapped_column(String(128))
     task: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default="running")
-    """``running`` until the run ends (a crashed run stays ``running``), then ok/stopped/failed/cancelled."""
+    """``running`` until the run ends (a crashed run stays ``running``), then ``ok``,
+    ``stopped``, ``failed`` or ``cancelled``."""
     stop_reason: Mapped[str | None] = mapped_column(Text)
     answer: Mapped[str | None] = mapped_column(Text)
     answer_text: Mapped[str | None] = mapped_column(Text)
