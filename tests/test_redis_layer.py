@@ -129,7 +129,11 @@ async def test_another_process_follows_a_run_live(redis_env: str) -> None:  # no
     script = scripted.Script({"generator": [WRONG], "refiner": [refiner]})
     with scripted.use("follow", script):
         await team.arun(TASK, run_id="followed-1")
-    rest, err = follower.communicate(timeout=600)
+    # Read on through the same buffered reader: readline() above may already hold the
+    # next lines, which communicate() (reading the raw pipe) would never see.
+    rest = follower.stdout.read()
+    err = follower.stderr.read() if follower.stderr is not None else ""
+    follower.wait(timeout=600)
     out = "".join(seen) + rest
     assert follower.returncode == 0, err[-2000:]
     events = [line.split() for line in out.splitlines()]
