@@ -18,6 +18,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 if TYPE_CHECKING:
     from concilium.errors import ConciliumError, TeamFileError
+    from concilium.spec import TeamSpec
     from concilium.team import (
         RunFailed,
         RunNotResumable,
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
         load_team,
         resume_run,
     )
-    from concilium.teams import TeamSpec
 
 __all__ = [
     "ConciliumError",
@@ -53,7 +53,7 @@ _LAZY = {
     "Team": "concilium.team",
     "Usage": "concilium.team",
     "load_team": "concilium.team",
-    "TeamSpec": "concilium.teams",
+    "TeamSpec": "concilium.spec",
 }
 
 

@@ -1,109 +1,45 @@
-"""A loaded team: compiles to a LangGraph graph, runs a task, returns a :class:`RunResult`.
+"""A loaded team: the facade over spec, run and graph that scripts and services use.
 
 ``Team.compile()`` gives an ordinary ``CompiledStateGraph`` for services that
 embed the graph themselves (invoke, stream, checkpointers, subgraphs; pass a
-:class:`RunContext` as ``context=``). ``Team.arun()`` is the convenience path the
-CLI uses: it adds budgets, a wall-clock limit and a summary of what it cost, and
-makes the run durable: a LangGraph checkpoint after every step (thread id = run
-id) plus a journal of completed model calls, so ``Team.aresume()`` /
-:func:`resume_run` finish a killed run without paying for any call twice.
+:class:`RunContext` as ``context=``); the graph carries the run, so it recalls
+lessons, writes the ledger and keeps the team's budgets and timeout on its own
+(:mod:`concilium.run.graph`). ``Team.arun()`` is the path the CLI uses: it runs
+:func:`concilium.run.execute.execute`, which adds durability (a LangGraph
+checkpoint after every step, thread id = run id, plus a journal of completed
+model calls, so ``Team.aresume()`` / :func:`resume_run` finish a killed run
+without paying for any call twice) and returns a :class:`RunResult`.
+
+Where things are: the team file's model in :mod:`concilium.spec`, its loader in
+:mod:`concilium.loader`, running it in :mod:`concilium.run`, records of a run in
+:mod:`concilium.records`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
-import json
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
-
-from concilium.agents.context import RunContext, Step, new_run_id
-from concilium.errors import BudgetExceeded, ConfigError, ModelError, TeamFileError
-from concilium.secrets import redact
-from concilium.teams import TeamSpec, load_spec, locate, spec_from_dict
+from concilium.agents.context import RunContext
+from concilium.loader import load_spec, spec_from_dict
+from concilium.records import RunResult, Step, Usage, new_run_id
+from concilium.run.execute import (
+    RunFailed,
+    RunNotResumable,
+    check_models,
+    execute,
+    recursion_limit,
+    resume_run,
+)
+from concilium.run.graph import compile_team, new_context
+from concilium.spec import TeamSpec
 
 if TYPE_CHECKING:
-    from concilium.memory.hooks import RunMemory
     from concilium.memory.store import Memory
 
 __all__ = ["RunFailed", "RunNotResumable", "RunResult", "Team", "Usage", "load_team", "resume_run"]
-
-
-class Usage(BaseModel):
-    """What a run consumed."""
-
-    llm_calls: int = 0
-    tool_calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-    cost: float = 0.0
-    retries: int = 0
-    fallbacks: int = 0
-
-    @classmethod
-    def of(cls, steps: list[Step]) -> Usage:
-        """Totals of a run's steps; a reply from the response cache is free and not a call.
-
-        ``RunContext`` charges its budgets by the same rule, so a run's usage and the
-        limits it was held to always agree.
-        """
-        llm = [s for s in steps if s.get("kind") == "llm"]
-        paid = [s for s in llm if not s.get("cached")]
-        prompt = sum(s.get("prompt_tokens", 0) for s in paid)
-        completion = sum(s.get("completion_tokens", 0) for s in paid)
-        return cls(
-            llm_calls=len(paid),
-            tool_calls=len(steps) - len(llm),
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            total_tokens=prompt + completion,
-            cost=sum(s.get("cost", 0.0) for s in paid),
-            retries=sum(max(0, s.get("attempts", 1) - 1) for s in llm),
-            fallbacks=sum(1 for s in llm if s.get("fallback_used")),
-        )
-
-
-class RunResult(BaseModel):
-    """The outcome of one run: the answer, every step, and what it cost."""
-
-    run_id: str
-    team: str
-    strategy: str
-    task: str
-    answer: str | None = Field(None, description="The final answer, normalised.")
-    answer_text: str = Field("", description="The full text the answer came from.")
-    status: Literal["ok", "stopped", "failed"] = "ok"
-    stop_reason: str | None = None
-    error: str | None = None
-    rounds: int = 0
-    reference: str | None = None
-    correct: bool | None = None
-    flips: dict[str, int] = Field(default_factory=dict)
-    report: dict[str, Any] = Field(
-        default_factory=dict,
-        description="The strategy's own summary (votes, samples saved, debate rounds...).",
-    )
-    usage: Usage = Field(default_factory=Usage)
-    wall_ms: float = 0.0
-    steps: list[dict[str, Any]] = Field(default_factory=list)
-    lessons: list[str] = Field(default_factory=list, description="Lessons put in the prompts.")
-    remembered: list[int] = Field(
-        default_factory=list, description="Ids of the lessons this run stored in memory."
-    )
-
-
-class RunFailed(ModelError):
-    """A model failed after retries and fallbacks; ``result`` holds what the run had done."""
-
-    def __init__(self, message: str, result: RunResult) -> None:
-        super().__init__(message)
-        self.result = result
 
 
 class Team:
@@ -134,24 +70,22 @@ class Team:
 
         return build_graph(self.spec)
 
-    def compile(self, checkpointer: Any = None, **kwargs: Any) -> Any:
+    def compile(self, checkpointer: Any = None, *, memory: Memory | bool | None = None,
+                **kwargs: Any) -> Any:
         """A LangGraph ``CompiledStateGraph``; its context is a :class:`RunContext`.
 
         A run given no ``context=`` (``graph.ainvoke({"task": ...})``, or the graph
         embedded as a subgraph) gets a fresh :meth:`context` of this team, so an
         embedded graph just works; pass your own to set the run id, reference or
-        ``on_step``.
+        ``on_step``. Either way the graph carries the run: lessons recalled from
+        ``memory`` (default: from settings; ``False``: none), the ledger written, the
+        team's budgets and timeout kept (see :mod:`concilium.run.graph`).
         """
-        graph = self.graph().compile(checkpointer=checkpointer, **kwargs)
-        attrs = {k: v for k, v in graph.__dict__.items() if k != "__orig_class__"}
-        return _compiled_team_class()(team=self, **attrs)
+        return compile_team(self.spec, checkpointer, team=self, memory=memory, **kwargs)
 
     def context(self, **kwargs: Any) -> RunContext:
         """A fresh :class:`RunContext` for this team (the default model from settings)."""
-        from concilium.settings import get_settings
-
-        kwargs.setdefault("default_model", get_settings().model)
-        return RunContext(team=self.spec, **kwargs)
+        return new_context(self.spec, **kwargs)
 
     def mermaid(self) -> str:
         """The team's graph as a Mermaid flowchart."""
@@ -159,41 +93,13 @@ class Team:
 
     def check_models(self) -> None:
         """Refuse a model string litellm cannot route, or a key variable that is not set,
-        naming the file, line and field.
-
-        Raises:
-            TeamFileError: a role, fallback or default model has an unknown provider, or an
-                ``api_key_env`` names a variable the environment does not have.
+        naming the file, line and field (see :func:`concilium.run.execute.check_models`).
         """
-        import os
-
-        from concilium.agents.llm import unknown_provider
-        from concilium.settings import get_settings
-
-        default = self.spec.model or get_settings().model
-        fields: list[tuple[tuple[Any, ...], str]] = [
-            (("model",) if self.spec.model else ("CONCILIUM_MODEL",), default)
-        ]
-        for key, role in self.spec.roles.items():
-            fields.append((("roles", key, "model"), role.model or default))
-            fields += [(("roles", key, "fallbacks", i), m if isinstance(m, str) else m.model)
-                       for i, m in enumerate(role.fallbacks)]
-        for loc, model in fields:
-            problem = unknown_provider(model)
-            if problem is not None:
-                source = self.source or "<team>"
-                raise TeamFileError(source, problem, line=locate(self.source, loc),
-                                    field=".".join(map(str, loc)))
-        for loc, whose, name in self.spec.key_envs():  # before any call is paid for
-            if not os.environ.get(name):
-                raise TeamFileError(self.source or "<team>", f"{name} is not set in the "
-                                    f"environment (the API key of {whose}); export "
-                                    f"{name}=<the key>", line=locate(self.source, loc),
-                                    field=".".join(map(str, loc)))
+        check_models(self.spec, self.source)
 
     def recursion_limit(self) -> int:
         """A backstop well above what the team's own limits allow (loops stop themselves)."""
-        return 20 + 4 * self.spec.limits.max_llm_calls
+        return recursion_limit(self.spec)
 
     async def arun(
         self,
@@ -270,149 +176,11 @@ class Team:
                                    record=None, durable=True, checkpointer=checkpointer,
                                    resume=True)
 
-    async def _resume_claimed(self, run_id: str, saver: Any, **kwargs: Any) -> RunResult:
-        """:meth:`aresume` with our own saver, opened and claimed by the caller."""
-        return await self._execute({}, run_id=run_id, record=None, durable=True,
-                                   checkpointer=saver, resume=True, own_saver=True, **kwargs)
-
-    async def _execute(
-        self,
-        run: dict[str, Any],
-        *,
-        run_id: str,
-        on_step: Callable[[Step], None] | None,
-        memory: Memory | bool | None,
-        record: bool | None,
-        durable: bool | None,
-        checkpointer: Any,
-        resume: bool,
-        own_saver: bool = False,
-    ) -> RunResult:
-        self.check_models()
-        from concilium.settings import get_settings
-
-        if durable is None:
-            durable = get_settings().checkpoint
-        steps: list[Step] = []
-        mem: RunMemory | None = None
-
-        def collect(step: Step) -> None:
-            if mem is not None:
-                mem.step(step)  # the ledger, as the run goes
-            steps.append(step)
-            if on_step is not None:
-                on_step(step)
-
-        async with contextlib.AsyncExitStack() as stack:
-            saver = checkpointer
-            url = _memory_url(memory)
-            if saver is None and durable and memory is not False:
-                from concilium.checkpoints import claim_run, open_checkpointer
-
-                saver = await stack.enter_async_context(open_checkpointer(url))
-                # Ours: no second process may run (or resume) this run meanwhile.
-                await stack.enter_async_context(claim_run(run_id, saver, url))
-            config: dict[str, Any] = {"recursion_limit": self.recursion_limit()}
-            graph = self._graph(saver)
-            if saver is not None:
-                config["configurable"] = {"thread_id": run_id}
-            saved: dict[str, Any] = {}
-            if resume:
-                saved = await _saved_run(graph, config, run_id)
-                run = saved["run"]
-            ctx = self.context(run_id=run_id, reference=run["reference"], seed=run["seed"],
-                               reveal_reference=run.get("reveal_reference", True),
-                               on_step=collect)
-            if resume:
-                ctx.restore(saved["values"].get("steps") or [])
-            # Memory: recall lessons, start (or reopen) the ledger row, use the response
-            # cache (memory/hooks.py).
-            from concilium.memory.hooks import open_run_memory
-
-            mem = await open_run_memory(self.spec, ctx, run["task"], lessons=run["lessons"],
-                                        memory=memory, record=record, resume=resume)
-            lessons = run["lessons"]
-            if mem is not None and lessons is None:
-                lessons = mem.lessons
-            if saver is not None and mem is not None:
-                from concilium.memory.journal import CallJournal
-
-                ctx.journal = CallJournal(mem.memory.db, run_id)
-                if resume:
-                    await asyncio.to_thread(ctx.journal.load)
-                    mem.restore(saved["values"].get("steps") or [])
-            if saver is not None:  # on every checkpoint (LangGraph keeps strings, not dicts)
-                config["metadata"] = {"concilium_run": json.dumps(
-                    {**run, "lessons": list(lessons or []), "team": self._saved_spec()})}
-            first = None if resume else {"task": run["task"], "lessons": list(lessons or []),
-                                         "steps": []}
-            if first is not None and run.get("tests") is not None:  # the verifier's, not the task's
-                first["tests"] = run["tests"]
-            state, status, reason, error, start = await self._drive(graph, first, ctx, config,
-                                                                    mem)
-            if saver is not None:  # the checkpoint holds every step, the resumed ones too
-                state = dict((await graph.aget_state(config)).values) or state
-                steps = _merge_steps(state.get("steps") or [], steps)
-                ours = checkpointer is None or own_saver
-                if status == "ok" and ours and not get_settings().keep_checkpoints:
-                    await _forget(saver, ctx, run_id)
-
-        def build() -> RunResult:
-            result = self._result(ctx, run["task"], state, steps, status, reason, error, start)
-            result.lessons = list(lessons or [])
-            result.remembered = list(mem.stored) if mem is not None else []
-            return result
-
-        result = build()
-        if mem is not None:  # the lesson (per the team's memory policy), then the ledger row
-            result = await mem.close(ctx, run["task"], state, result, build)
-        if status == "failed":
-            raise RunFailed(error or "run failed", result)
-        return result
-
-    async def _drive(
-        self, graph: Any, first: dict[str, Any] | None, ctx: RunContext,
-        config: dict[str, Any], mem: RunMemory | None,
-    ) -> tuple[dict[str, Any], Literal["ok", "stopped", "failed"], str | None, str | None,
-               float]:
-        """Stream the graph to its end; a budget or the timeout stops it between writes."""
-        state: dict[str, Any] = {}
-        status: Literal["ok", "stopped", "failed"] = "ok"
-        reason: str | None = None
-        error: str | None = None
-        start = time.perf_counter()
-        try:
-            async with asyncio.timeout(self.spec.limits.timeout_s):
-                async for state in graph.astream(  # noqa: B007 - the last state is the result
-                    first, context=ctx, stream_mode="values", config=config,
-                ):
-                    pass
-            reason = state.get("stop_reason")
-        except BudgetExceeded as stop:
-            status, reason = "stopped", f"budget: {stop.reason}"
-        except TimeoutError:
-            status, reason = "stopped", f"timeout ({self.spec.limits.timeout_s:g} s)"
-        except ModelError as failure:
-            status, error = "failed", str(failure)
-        except BaseException as crash:
-            if mem is not None:
-                mem.crashed(crash)
-            raise
-        return state, status, reason, error, start
-
-    def _graph(self, saver: Any) -> Any:
-        """The compiled graph, with ``saver``: compiled once per Team, then a cheap copy
-        per saver (compiling costs ~5 ms, a copy ~0.1 ms)."""
+    async def _execute(self, run: dict[str, Any], *, run_id: str, **kwargs: Any) -> RunResult:
         if self._compiled is None:  # the spec is immutable: compile once per Team
             self._compiled = self.compile()
-        if saver is not None:
-            return self._compiled.copy(update={"checkpointer": saver})
-        return self._compiled
-
-    def _saved_spec(self) -> dict[str, Any]:
-        """What a resume rebuilds this team from: the spec, and the file it came from."""
-        return {"spec": self.spec.model_dump(mode="json", exclude_unset=True),
-                "source": self.source}
+        return await execute(self.spec, run, run_id=run_id, source=self.source,
+                             graph=self._compiled, **kwargs)
 
     def run(self, task: str, **kwargs: Any) -> RunResult:
         """Blocking :meth:`arun`, for scripts and notebooks.
@@ -429,181 +197,6 @@ class Team:
 
         with ThreadPoolExecutor(1, thread_name_prefix="concilium-run") as worker:
             return worker.submit(lambda: asyncio.run(self.arun(task, **kwargs))).result()
-
-    def _result(
-        self,
-        ctx: RunContext,
-        task: str,
-        state: dict[str, Any],
-        steps: list[Step],
-        status: Literal["ok", "stopped", "failed"],
-        reason: str | None,
-        error: str | None,
-        start: float,
-    ) -> RunResult:
-        answer = state.get("answer") or {}
-        value = answer.get("value")
-        flips: dict[str, int] = {"changed": 0, "right->wrong": 0, "wrong->right": 0}
-        for step in steps:
-            if step.get("answer_changed"):
-                flips["changed"] += 1
-            if step.get("flip"):
-                flips[str(step["flip"])] += 1
-        return RunResult(
-            run_id=ctx.run_id,
-            team=self.spec.name,
-            strategy=self.spec.strategy.name,
-            task=redact(task),
-            answer=value,
-            answer_text=redact(answer.get("text", "")),
-            status=status,
-            stop_reason=reason,
-            error=error,
-            rounds=int(state.get("round", 0) or 0),
-            reference=ctx.reference,
-            correct=ctx.correct(value),
-            flips=flips,
-            report=dict(state.get("report") or {}),
-            usage=Usage.of(steps),
-            wall_ms=(time.perf_counter() - start) * 1000.0,
-            steps=[dict(s) for s in steps],
-        )
-
-
-@functools.cache
-def _compiled_team_class() -> type:
-    """The compiled graph's class: LangGraph's, plus a default context (made once, lazily:
-    importing LangGraph is not free)."""
-    from langgraph.graph.state import CompiledStateGraph
-
-    class CompiledTeam(CompiledStateGraph):  # type: ignore[misc, type-arg]
-        """A team's ``CompiledStateGraph``: a run without ``context=`` gets the team's own.
-
-        LangGraph's ``invoke``/``ainvoke``/``batch`` and a parent graph calling it as a
-        subgraph all go through ``stream``/``astream``, so those two fill it in. A fresh
-        context per run: its budgets and run id are that run's alone.
-        """
-
-        def __init__(self, *, team: Team, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.team = team  # in __dict__, so LangGraph's copy() keeps it
-
-        def _context(self, context: Any) -> Any:
-            return self.team.context() if context is None else context
-
-        def stream(self, input: Any, config: Any = None, *, context: Any = None,
-                   **kwargs: Any) -> Any:
-            return super().stream(input, config, context=self._context(context),
-                                  **kwargs)
-
-        def astream(self, input: Any, config: Any = None, *, context: Any = None,
-                    **kwargs: Any) -> Any:
-            return super().astream(input, config, context=self._context(context),
-                                   **kwargs)
-
-    return CompiledTeam
-
-
-class RunNotResumable(ConfigError):
-    """The run cannot be resumed: no checkpoint of it exists (or it already finished)."""
-
-
-async def _saved_run(graph: Any, config: dict[str, Any], run_id: str) -> dict[str, Any]:
-    """The run's last checkpoint: its state values and how it was started."""
-    snapshot = await graph.aget_state(config)
-    meta = _run_metadata(snapshot)
-    if not snapshot.values or meta is None:
-        raise RunNotResumable(f"run {run_id!r} has no checkpoint to resume from (was it "
-                              "started with checkpoints on, and did it reach its first step?)")
-    if not snapshot.next:
-        raise _already_finished(run_id)
-    return {"values": dict(snapshot.values), "run": meta}
-
-
-def _already_finished(run_id: str) -> RunNotResumable:
-    return RunNotResumable(f"run {run_id!r} already finished; see: concilium runs show "
-                           f"{run_id}")
-
-
-def _memory_url(memory: Memory | bool | None) -> str | None:
-    """The database of an explicit :class:`Memory`; ``None``: the one from settings."""
-    return None if memory in (None, True, False) else memory.db.url  # type: ignore[union-attr]
-
-
-def _run_metadata(snapshot: Any) -> dict[str, Any] | None:
-    """How the run was started, from its checkpoint's metadata (``None``: not ours)."""
-    meta = (getattr(snapshot, "metadata", None) or {}).get("concilium_run")
-    try:
-        return dict(json.loads(meta)) if isinstance(meta, str) else None
-    except (ValueError, TypeError):
-        return None
-
-
-async def _forget(saver: Any, ctx: RunContext, run_id: str) -> None:
-    """Drop a finished run's checkpoints and call journal: a run that ended cannot be
-    resumed, the ledger keeps every step, and checkpoints hold the whole state after
-    every step (they would grow with the square of a run's length)."""
-    await saver.adelete_thread(run_id)
-    if ctx.journal is not None:
-        await asyncio.to_thread(ctx.journal.forget)
-
-
-def _merge_steps(saved: list[Step], seen: list[Step]) -> list[Step]:
-    """The checkpoint's steps, then the ones it does not hold (a stopped node's), once each."""
-    ids = {s.get("id") for s in saved}
-    return [*saved, *(s for s in seen if s.get("id") not in ids)]
-
-
-async def _finished(run_id: str, memory: Memory | bool | None) -> bool:
-    """Whether the ledger says run ``run_id`` ended ``ok`` (its checkpoints are gone)."""
-    if memory is False:
-        return False
-    from concilium.memory.ledger import find_run, flush
-    from concilium.memory.store import Memory as MemoryStore
-
-    def status() -> str | None:
-        flush(5.0)  # this process's own last run may still be queued
-        db = (memory if isinstance(memory, MemoryStore) else MemoryStore.open(
-            redis_url=False)).db
-        run = find_run(db, run_id)
-        return run.status if run is not None else None
-
-    return await asyncio.to_thread(status) == "ok"
-
-
-async def resume_run(
-    run_id: str,
-    *,
-    on_step: Callable[[Step], None] | None = None,
-    memory: Memory | bool | None = None,
-    model: str | None = None,
-    limits: dict[str, Any] | None = None,
-) -> RunResult:
-    """Finish a killed or stopped durable run, rebuilding its team from its checkpoint.
-
-    The team is the one the run started with (its spec is saved in the checkpoint),
-    not whatever its YAML file says now; ``limits`` raises (or lowers) its budgets,
-    e.g. ``{"max_llm_calls": 40}`` to go on after a budget stop.
-
-    Raises:
-        RunNotResumable: no checkpoint of ``run_id`` exists.
-    """
-    from concilium.checkpoints import claim_run, open_checkpointer, thread_config
-
-    url = _memory_url(memory)
-    async with open_checkpointer(url) as saver, claim_run(run_id, saver, url):
-        meta = _run_metadata(await saver.aget_tuple(thread_config(run_id)))
-        if meta is None and await _finished(run_id, memory):
-            raise _already_finished(run_id)
-        if meta is None:
-            raise RunNotResumable(f"no checkpoint of run {run_id!r}: only runs started with "
-                                  "checkpoints on (the default) can be resumed")
-        saved = meta["team"]
-        spec = saved["spec"]
-        if limits:
-            spec = {**spec, "limits": {**spec.get("limits", {}), **limits}}
-        team = Team(spec_from_dict(spec), source=saved.get("source")).with_model(model)
-        return await team._resume_claimed(run_id, saver, on_step=on_step, memory=memory)
 
 
 def load_team(source: str | Path | dict[str, Any], *, model: str | None = None) -> Team:

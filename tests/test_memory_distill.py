@@ -13,9 +13,9 @@ from memory_fixtures import REDIS_TEST_URL, db_url, memory, redis_prefix  # noqa
 from sqlalchemy import select
 
 from concilium.agents.providers import scripted
-from concilium.memory.distill import distill, group_lessons, parse_behavior
 from concilium.memory.models import Reflection
 from concilium.memory.store import Memory
+from concilium.run.distill import distill, group_lessons, parse_behavior
 
 PENCIL_LESSONS = [
     "Multiply the pencil price by the number of pencils before adding the bag.",
@@ -73,7 +73,7 @@ async def test_distill_groups_recurring_lessons_once(memory: Memory) -> None:  #
 
 DISTILLER = """
 import asyncio, sys
-from concilium.memory.distill import distill
+from concilium.run.distill import distill
 from concilium.memory.store import Memory
 memory = Memory.open(sys.argv[1])
 from concilium.agents.providers import scripted

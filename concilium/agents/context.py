@@ -17,47 +17,18 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any
 
 from concilium.agents.llm import ChatResult, Endpoint, ResponseCache, RetryPolicy, chat
 from concilium.errors import BudgetExceeded, ConfigError
+from concilium.records import Step, new_run_id
 from concilium.secrets import redact, redact_obj, secret_values
-from concilium.teams import RoleSpec, TeamSpec
+from concilium.spec import RoleSpec, TeamSpec
 
 if TYPE_CHECKING:
     from concilium.memory.journal import CallJournal
 
 __all__ = ["RunContext", "Step", "new_run_id"]
-
-
-class Step(TypedDict, total=False):
-    """One entry of the run ledger: an LLM call or a tool call."""
-
-    id: str
-    node: str
-    role: str
-    kind: str  # "llm" | "tool"
-    model: str
-    round: int
-    messages: list[dict[str, str]]
-    output: str
-    parsed: dict[str, Any]
-    prompt_tokens: int
-    completion_tokens: int
-    cost: float
-    latency_ms: float
-    attempts: int
-    fallback_used: bool
-    cached: bool
-    replayed: bool
-    answer: str | None
-    answer_changed: bool | None
-    flip: str | None  # "right->wrong" | "wrong->right" when a reference is known
-    at: float
-
-
-def new_run_id() -> str:
-    return uuid.uuid4().hex[:12]
 
 
 @dataclass
@@ -80,6 +51,9 @@ class RunContext:
     """Model-response cache (the Redis layer's, when configured); ``None`` calls every time."""
     journal: CallJournal | None = None
     """A durable run's completed calls: replayed instead of repeated when the run resumes."""
+    managed: bool = False
+    """Whether the run's recall, ledger and timeout are done around the graph (by
+    ``concilium.run.execute``); if not, the compiled team graph does them itself."""
     _seen: dict[str, int] = field(default_factory=dict, repr=False)
 
     # ---------------------------------------------------------------- models

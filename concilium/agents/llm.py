@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from concilium.agents import breaker
+from concilium.agents.providers.base import record_provider_error, take_provider_error
 from concilium.errors import ConciliumError, ModelError
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "cache_key",
     "chat",
     "litellm_module",
+    "record_provider_error",
     "register_price",
     "supports_json_schema",
 ]
@@ -43,10 +45,6 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 _litellm: Any = None
 _call_ids = itertools.count(1)
-# Exceptions raised inside our in-process providers, keyed by call id. litellm wraps
-# provider exceptions into its own types and drops the cause; this side channel lets
-# chat() re-raise the original (e.g. ScriptExhausted, a missing dependency).
-_provider_errors: dict[int, BaseException] = {}
 _allowed_providers: frozenset[str] | None = None
 
 
@@ -192,12 +190,6 @@ def supports_json_schema(model: str) -> bool:
         return False
 
 
-def record_provider_error(call_id: int | None, error: BaseException) -> None:
-    """Called by our in-process providers just before they raise (see module doc)."""
-    if call_id is not None:
-        _provider_errors[call_id] = error
-
-
 @contextlib.contextmanager
 def allow_only(*providers: str) -> Iterator[None]:
     """Refuse model calls to any provider not listed (tests use this to forbid the network).
@@ -328,12 +320,12 @@ async def _one_call(
                 **params,
             )
     except BaseException as error:
-        original = _provider_errors.pop(call_id, None)
+        original = take_provider_error(call_id)
         if original is not None and original is not error:
             raise original from None
         raise
     finally:
-        _provider_errors.pop(call_id, None)
+        take_provider_error(call_id)
 
 
 async def chat(

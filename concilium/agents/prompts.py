@@ -15,7 +15,7 @@ import yaml
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
-from concilium.teams import PromptSpec
+from concilium.spec import PromptSpec
 
 __all__ = ["FORMAT_HINTS", "VARIABLES", "check_prompt", "render"]
 

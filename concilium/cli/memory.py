@@ -161,7 +161,7 @@ def distill_command(
     """Condense recurring lessons of a namespace into named behaviors (the handbook)."""
     import asyncio
 
-    from concilium.memory.distill import distill
+    from concilium.run.distill import distill
 
     made = asyncio.run(distill(_memory(), namespace=namespace, model=model,
                                min_group=min_group, threshold=threshold,

@@ -27,7 +27,7 @@ def list_teams(
     from rich.text import Text
 
     from concilium.errors import ConfigError, TeamFileError
-    from concilium.teams import load_spec
+    from concilium.loader import load_spec
 
     if not directory.is_dir():
         raise ConfigError(f"{directory}: not a directory")
@@ -53,8 +53,8 @@ def show(team: TeamArg) -> None:
     """Print the team as loaded: every field, with defaults filled in."""
     import yaml
 
+    from concilium.loader import load_spec
     from concilium.settings import get_settings
-    from concilium.teams import load_spec
 
     spec = load_spec(team)
     data = spec.model_dump(mode="json", exclude_none=True)
@@ -70,7 +70,7 @@ def validate(
 ) -> None:
     """Check team files; print one line per problem and exit 2 if any is invalid."""
     from concilium.errors import TeamFileError
-    from concilium.teams import load_spec
+    from concilium.loader import load_spec
 
     failed = 0
     for path in teams:
@@ -93,7 +93,7 @@ def schema(
     ] = None,
 ) -> None:
     """Print the JSON Schema of team files (point your editor's YAML plugin at it)."""
-    from concilium.teams import team_json_schema
+    from concilium.loader import team_json_schema
 
     text = json.dumps(team_json_schema(), indent=2) + "\n"
     if output is None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from concilium.teams import TeamSpec
+from concilium.spec import TeamSpec
 
 __all__ = ["STRATEGIES", "build_graph", "check_team", "strategy_module"]
 

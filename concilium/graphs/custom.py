@@ -30,7 +30,7 @@ from concilium.graphs.conditions import parse_condition
 from concilium.graphs.custom_nodes import act
 from concilium.graphs.custom_spec import Options, back_edges, check
 from concilium.graphs.state import RunState, TeamGraph
-from concilium.teams import TeamSpec
+from concilium.spec import TeamSpec
 
 __all__ = ["Options", "build", "check"]
 

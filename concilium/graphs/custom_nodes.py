@@ -21,7 +21,7 @@ from concilium.agents.roles.reflector import reflect
 from concilium.agents.roles.results import Answer, Verdict
 from concilium.agents.roles.verifier import verify
 from concilium.graphs.state import RunState
-from concilium.teams import RoleSpec
+from concilium.spec import RoleSpec
 
 __all__ = ["ANSWERING", "act"]
 

@@ -14,7 +14,7 @@ from langgraph.graph import END, START
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from concilium.graphs.conditions import parse_condition
-from concilium.teams import TeamSpec
+from concilium.spec import TeamSpec
 
 __all__ = ["Edge", "Options", "back_edges", "check"]
 

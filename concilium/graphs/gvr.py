@@ -16,7 +16,7 @@ from concilium.agents.roles.refiner import refine
 from concilium.agents.roles.results import Answer, Verdict
 from concilium.agents.roles.verifier import verify
 from concilium.graphs.state import RunState, TeamGraph
-from concilium.teams import TeamSpec
+from concilium.spec import TeamSpec
 
 ROLES = {"generator": True, "verifier": True, "refiner": False}
 

@@ -22,7 +22,7 @@ from concilium.agents.roles.reflector import reflect
 from concilium.agents.roles.results import Answer, Verdict
 from concilium.agents.roles.verifier import verify
 from concilium.graphs.state import RunState, TeamGraph
-from concilium.teams import TeamSpec
+from concilium.spec import TeamSpec
 
 ROLES = {"generator": True, "verifier": True, "reflector": False}
 

@@ -20,7 +20,7 @@ from concilium.agents.context import RunContext
 from concilium.agents.roles.generator import generate
 from concilium.graphs.state import RunState, TeamGraph
 from concilium.graphs.votes import leader_confidence, majority
-from concilium.teams import TeamSpec
+from concilium.spec import TeamSpec
 
 ROLES = {"generator": True}
 

@@ -21,7 +21,7 @@ from concilium.agents.roles.generator import generate
 from concilium.agents.roles.refiner import refine
 from concilium.agents.roles.results import Answer, Critique
 from concilium.graphs.state import RunState, TeamGraph
-from concilium.teams import TeamSpec
+from concilium.spec import TeamSpec
 
 ROLES = {"generator": True, "critic": True, "refiner": False}
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 from concilium.agents.context import RunContext
 from concilium.agents.roles.generator import generate
 from concilium.graphs.state import RunState, TeamGraph
-from concilium.teams import TeamSpec
+from concilium.spec import TeamSpec
 
 ROLES = {"generator": True}
 

@@ -13,7 +13,7 @@ from math import comb
 from typing import Any
 
 from concilium.agents.answers import same
-from concilium.teams import TeamSpec
+from concilium.spec import TeamSpec
 
 __all__ = ["leader_confidence", "majority", "tally"]
 

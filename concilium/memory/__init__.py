@@ -1,12 +1,17 @@
 """Reflection memory and run ledger: SQL is the source of truth, Redis the shared hot layer.
 
+This package is *below* the run, the graphs and the roles: it stores and recalls,
+and never calls a model nor imports ``concilium.agents``, ``concilium.graphs``,
+``concilium.team`` or ``concilium.run`` (``tests/test_layers.py`` checks it). What a
+run does with memory (recall, reflect, remember) is in :mod:`concilium.run.memory`;
+distilling behaviors with a model is in :mod:`concilium.run.distill`.
+
 - :class:`Memory` (``store.py``): ``remember`` / ``recall`` / ``search`` / ``forget`` /
   ``export`` lessons with provenance; owns the database, the Redis layer and the ledger.
 - ``ledger.py``: every run and step, written as the run goes (batched, off the event loop).
+- ``journal.py``: a durable run's completed model calls, replayed on resume.
 - ``redis_layer.py``: response cache, hot reflections, live run events, locks; degrades
   to SQL alone with one warning when Redis goes away.
-- ``distill.py``: recurring lessons -> named behaviors.
-- ``hooks.py``: what ``Team.arun`` does with all of this.
 - ``migrations/``: the Alembic schema, applied on first open.
 
 Names are imported lazily so ``import concilium.memory`` does not load SQLAlchemy.

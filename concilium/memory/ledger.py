@@ -38,10 +38,9 @@ from concilium.memory.db import driver_sql, insert_once
 from concilium.memory.models import RunRow, StepRow, utcnow
 
 if TYPE_CHECKING:
-    from concilium.agents.context import Step
     from concilium.memory.db import Database
     from concilium.memory.redis_layer import RedisLayer
-    from concilium.team import RunResult
+    from concilium.records import RunResult, Step
 
 __all__ = ["Ledger", "RunRecorder", "find_run", "flush", "list_runs", "usage_stats"]
 

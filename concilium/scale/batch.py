@@ -114,8 +114,8 @@ async def prepare_database() -> None:
     Many first runs at once would each create them, and concurrent ``CREATE TABLE``
     on a fresh PostgreSQL schema fails (a duplicate ``pg_type`` row).
     """
-    from concilium.checkpoints import open_checkpointer
     from concilium.memory import Memory
+    from concilium.run.checkpoints import open_checkpointer
 
     await asyncio.to_thread(Memory.open)
     async with open_checkpointer():

@@ -1,8 +1,32 @@
-"""What our custom providers share: reading litellm's arguments, building its response."""
+"""What our custom providers share: reading litellm's arguments, building its response,
+and handing their own exceptions back to the model door.
+
+This module is below :mod:`concilium.agents.llm` (the door imports it, never the
+reverse), so a provider never needs the door to report an error.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+__all__ = ["call_metadata", "fill_response", "record_provider_error", "rough_tokens",
+           "take_provider_error"]
+
+_provider_errors: dict[int, BaseException] = {}
+"""Exceptions raised inside our in-process providers, keyed by call id. litellm wraps
+provider exceptions into its own types and drops the cause; this side channel lets
+``agents.llm.chat`` re-raise the original (e.g. ScriptExhausted, a missing dependency)."""
+
+
+def record_provider_error(call_id: int | None, error: BaseException) -> None:
+    """Called by our in-process providers just before they raise."""
+    if call_id is not None:
+        _provider_errors[call_id] = error
+
+
+def take_provider_error(call_id: int) -> BaseException | None:
+    """The exception a provider recorded for call ``call_id`` (forgotten once taken)."""
+    return _provider_errors.pop(call_id, None)
 
 
 def call_metadata(litellm_params: dict[str, Any] | None) -> dict[str, Any]:

@@ -22,8 +22,12 @@ from typing import Any
 
 from litellm import CustomLLM
 
-from concilium.agents.llm import record_provider_error
-from concilium.agents.providers.base import call_metadata, fill_response, rough_tokens
+from concilium.agents.providers.base import (
+    call_metadata,
+    fill_response,
+    record_provider_error,
+    rough_tokens,
+)
 from concilium.errors import ConfigError
 
 __all__ = ["Faults", "FaultyProvider", "configure"]
@@ -123,9 +127,9 @@ class FaultyProvider(CustomLLM):
 
 
 async def _delegate(inner: str, messages: list, optional_params: dict, meta: dict) -> Any:
-    from concilium.agents.llm import litellm_module
+    import litellm
 
     params = {k: v for k, v in optional_params.items() if k != "max_retries"}
-    return await litellm_module().acompletion(
+    return await litellm.acompletion(
         model=inner, messages=messages, metadata=meta, num_retries=0, **params
     )

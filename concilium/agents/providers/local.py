@@ -32,8 +32,7 @@ from typing import Any
 
 from litellm import CustomLLM
 
-from concilium.agents.llm import record_provider_error
-from concilium.agents.providers.base import call_metadata, fill_response
+from concilium.agents.providers.base import call_metadata, fill_response, record_provider_error
 from concilium.errors import ConfigError, MissingDependencyError
 
 __all__ = ["KNOWN_MODELS", "LocalProvider", "gguf_path", "load_model", "on_model_thread"]

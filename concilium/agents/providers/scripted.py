@@ -28,8 +28,12 @@ from typing import Any
 import yaml
 from litellm import CustomLLM
 
-from concilium.agents.llm import record_provider_error
-from concilium.agents.providers.base import call_metadata, fill_response, rough_tokens
+from concilium.agents.providers.base import (
+    call_metadata,
+    fill_response,
+    record_provider_error,
+    rough_tokens,
+)
 from concilium.errors import ConfigError, ScriptExhausted
 
 __all__ = ["Rule", "Script", "ScriptCall", "ScriptedProvider", "get", "register", "use"]

@@ -9,7 +9,7 @@ from concilium.agents.context import RunContext, Step
 from concilium.agents.prompts import render
 from concilium.agents.roles.reading import FAULT, SOUND, first_sentence, json_object, tone, tones
 from concilium.agents.roles.results import Answer, Critique
-from concilium.teams import RoleSpec
+from concilium.spec import RoleSpec
 
 __all__ = ["SCHEMA", "critique", "parse_critique"]
 

@@ -11,7 +11,7 @@ from concilium.agents.context import RunContext, Step
 from concilium.agents.prompts import render
 from concilium.agents.roles.program import format_hint, read_answer
 from concilium.agents.roles.results import Answer
-from concilium.teams import RoleSpec
+from concilium.spec import RoleSpec
 
 __all__ = ["generate", "parse_answer"]
 

@@ -10,7 +10,7 @@ from concilium.agents.answers import extract
 from concilium.agents.context import RunContext, Step
 from concilium.agents.prompts import FORMAT_HINTS, render
 from concilium.agents.roles.results import Judgement
-from concilium.teams import RoleSpec, TeamSpec
+from concilium.spec import RoleSpec, TeamSpec
 
 __all__ = ["judge", "parse_judgement"]
 

@@ -8,7 +8,7 @@ from concilium.agents.answers import extract
 from concilium.agents.context import RunContext, Step
 from concilium.agents.prompts import FORMAT_HINTS, render
 from concilium.agents.roles.results import Answer, ModeratorDecision
-from concilium.teams import RoleSpec, TeamSpec
+from concilium.spec import RoleSpec, TeamSpec
 
 __all__ = ["moderate", "parse_decision"]
 

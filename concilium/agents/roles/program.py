@@ -20,7 +20,7 @@ import re
 from concilium.agents.answers import extract
 from concilium.agents.prompts import FORMAT_HINTS
 from concilium.agents.roles.results import Answer
-from concilium.teams import RoleSpec, TeamSpec
+from concilium.spec import RoleSpec, TeamSpec
 from concilium.tools.calculator import CalculatorError, evaluate, find_expression
 from concilium.tools.sandbox import run_python
 

@@ -7,7 +7,7 @@ import re
 from concilium.agents.context import RunContext, Step
 from concilium.agents.prompts import FORMAT_HINTS, render
 from concilium.agents.roles.results import Answer, Reflection, Verdict
-from concilium.teams import RoleSpec
+from concilium.spec import RoleSpec
 
 __all__ = ["parse_reflection", "reflect"]
 

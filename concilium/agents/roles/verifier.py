@@ -18,7 +18,7 @@ from concilium.agents.prompts import render
 from concilium.agents.roles.checks import reference_verdict, tests_verdict
 from concilium.agents.roles.reading import SOUND, first_sentence, json_object, stated_answer, tone
 from concilium.agents.roles.results import Answer, Verdict
-from concilium.teams import RoleSpec
+from concilium.spec import RoleSpec
 from concilium.tools.calculator import CalculatorError, check_claims, evaluate, find_expression
 
 __all__ = ["SCHEMA", "calculator_verdict", "parse_verdict", "verify"]

@@ -1,8 +1,10 @@
 """What one run does with memory: recall at its start, the ledger as it goes, a lesson at its end.
 
-``Team.arun`` calls :func:`open_run_memory` before the graph runs and
-:meth:`RunMemory.close` after it; everything memory-related in a run is here,
-so the team code stays about running graphs.
+:func:`concilium.run.execute.execute` (and a compiled team graph run without it,
+see :mod:`concilium.run.graph`) calls :func:`open_run_memory` before the graph
+runs and :meth:`RunMemory.close` after it. This is the layer *above* memory and
+the roles: the reflector's call for a run's lesson is made here, so
+``concilium/memory/`` only stores and recalls, and never calls a model.
 
 The run-end lesson follows the team's ``memory:`` section:
 
@@ -30,11 +32,11 @@ from typing import TYPE_CHECKING, Any
 from concilium.errors import BudgetExceeded, ModelError
 
 if TYPE_CHECKING:
-    from concilium.agents.context import RunContext, Step
+    from concilium.agents.context import RunContext
     from concilium.memory.ledger import RunRecorder
     from concilium.memory.store import Lesson, Memory
-    from concilium.team import RunResult
-    from concilium.teams import TeamSpec
+    from concilium.records import RunResult, Step
+    from concilium.spec import TeamSpec
 
 __all__ = ["RunMemory", "namespace_of", "open_run_memory", "outcome_of", "remember_policy"]
 
@@ -230,7 +232,7 @@ def _verdict_of(state: dict[str, Any], outcome: str, verified_by: str) -> dict[s
 
 def _success_prompt() -> Any:
     from concilium.agents.prompts import packaged
-    from concilium.teams import PromptSpec
+    from concilium.spec import PromptSpec
 
     return PromptSpec(**packaged("reflector_success"))
 

@@ -1,65 +1,29 @@
-"""``debate``: multi-agent debate, in one of two forms; this module holds what they share.
+"""``debate``: multi-agent debate, in one of two forms, one module each.
 
-- ``form: simultaneous`` (Du et al., :mod:`~concilium.graphs.debate_simultaneous`):
+- ``form: simultaneous`` (Du et al., :mod:`~concilium.graphs.debate.simultaneous`):
   every debater answers in parallel; in each next round every debater reads the
   others' previous answers and may revise, in parallel again. It stops early when
   all agree (``stop_on_consensus``) or after ``rounds`` rounds; the final answer is
   the majority, or a judge's pick (``final: judge``), which may overrule it.
-- ``form: adversarial`` (MAD, :mod:`~concilium.graphs.debate_adversarial`): an
+- ``form: adversarial`` (MAD, :mod:`~concilium.graphs.debate.adversarial`): an
   affirmative and a negative argue in turn, a moderator may stop after any round,
   a judge decides at the limit.
 
 Debaters are the team's ``debater`` roles, each with its own model (heterogeneous
-teams), or ``debaters: N`` copies of one.
+teams), or ``debaters: N`` copies of one. What both forms share (options, the
+panel, the judged answer) is in :mod:`~concilium.graphs.debate.common`; this
+module checks a team against the form it asks for and builds that form.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from concilium.agents.context import RunContext
-from concilium.agents.roles.results import Judgement
+from concilium.graphs.debate.common import SIMULTANEOUS_ONLY, Options, backed, panel, role_of
 from concilium.graphs.state import TeamGraph
-from concilium.teams import RoleSpec, TeamSpec
+from concilium.spec import TeamSpec
 
-SIMULTANEOUS_ONLY = ("debaters", "final", "stop_on_consensus")
-
-
-class Options(BaseModel):
-    """Form, round limit and how the final answer is chosen."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    form: Literal["simultaneous", "adversarial"] = "simultaneous"
-    rounds: int = Field(3, ge=1, le=10, description="Rounds at most, the first answers included.")
-    debaters: int | None = Field(None, ge=1, le=16, description="Copies of one debater role.")
-    final: Literal["majority", "judge"] = Field("majority", description="Who picks the answer.")
-    stop_on_consensus: bool = Field(True, description="Stop as soon as all debaters agree.")
-
-
-def panel(team: TeamSpec) -> list[tuple[str, RoleSpec]]:
-    """The debaters as ``(name, spec)``: the debater roles, or N numbered copies of one."""
-    keys = [key for key in team.roles if team.kind_of(key) == "debater"]
-    count = Options.model_validate(team.strategy.options).debaters
-    if len(keys) == 1 and count != 1:
-        return [(f"{keys[0]}_{i + 1}", team.roles[keys[0]]) for i in range(count or 3)]
-    return [(key, team.roles[key]) for key in keys]
-
-
-def role_of(team: TeamSpec, kind: str) -> tuple[str, RoleSpec]:
-    """The (single) role of ``kind``, or defaults under the kind's name."""
-    key = next((k for k in team.roles if team.kind_of(k) == kind), kind)
-    return key, team.role(key)
-
-
-def backed(ctx: RunContext, said: list[dict[str, Any]], decision: Judgement) -> dict[str, Any]:
-    """The judged answer as the full solution of a debater who gave it (else the judge's text)."""
-    for entry in said:
-        if ctx.same(entry.get("value"), decision.answer):
-            return {"text": entry["text"], "value": entry["value"], "program": entry.get("program")}
-    return {"text": decision.text, "value": decision.answer, "program": None}
+__all__ = ["Options", "backed", "build", "check", "panel", "role_of"]
 
 
 def check(spec: TeamSpec) -> tuple[tuple[Any, ...], str] | None:
@@ -102,9 +66,9 @@ def build(team: TeamSpec) -> TeamGraph:
     """The simultaneous or the adversarial debate graph, as ``form`` says."""
     options = Options.model_validate(team.strategy.options)
     if options.form == "adversarial":
-        from concilium.graphs.debate_adversarial import build_adversarial
+        from concilium.graphs.debate.adversarial import build_adversarial
 
         return build_adversarial(team, options.rounds)
-    from concilium.graphs.debate_simultaneous import build_simultaneous
+    from concilium.graphs.debate.simultaneous import build_simultaneous
 
     return build_simultaneous(team, options)
