@@ -20,8 +20,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from concilium.agents.roles import registry
 from concilium.graphs import STRATEGIES, check_team, strategy_module
-from concilium.spec import ROLE_KINDS, SCHEMA_URL, TeamSpec, parse_dict, parse_file, parse_text
+from concilium.spec import SCHEMA_URL, TeamSpec, parse_dict, parse_file, parse_text
 
 __all__ = ["load_spec", "spec_from_dict", "spec_from_text", "team_json_schema"]
 
@@ -75,14 +76,15 @@ def team_json_schema() -> dict[str, Any]:
         "description": "A strategy name, or {name: <strategy>, <its options>}.",
         "anyOf": [{"type": "string", "enum": list(STRATEGIES)}, *branches],
     }
-    kind = {"type": "string", "enum": list(ROLE_KINDS)}
+    kinds = registry.names()
+    kind = {"type": "string", "enum": list(kinds)}
     role = defs["RoleSpec"]["properties"]["role"]
     role["anyOf"] = [kind, {"type": "null"}]
     schema["properties"]["roles"] = {
         "title": "Roles",
         "description": "Role instances by key: a role kind, or any name with `role: <kind>`.",
         "type": "object",
-        "properties": {k: {"$ref": "#/$defs/RoleSpec"} for k in ROLE_KINDS},
+        "properties": {k: {"$ref": "#/$defs/RoleSpec"} for k in kinds},
         "additionalProperties": {
             "allOf": [{"$ref": "#/$defs/RoleSpec"}],
             "required": ["role"],

@@ -35,7 +35,6 @@ from pydantic import (
 from concilium.errors import TeamFileError
 
 __all__ = [
-    "ROLE_KINDS",
     "AnswerSpec",
     "FallbackSpec",
     "LimitsSpec",
@@ -55,14 +54,6 @@ SCHEMA_URL = "https://concilium.dev/schema/team.json"
 MAX_FILE_BYTES = 1_000_000
 MAX_DEPTH = 32
 MAX_NODES = 100_000
-
-ROLE_KINDS: tuple[str, ...] = (
-    "generator", "verifier", "critic", "refiner", "debater", "judge", "moderator", "reflector"
-)
-"""Role kinds a team may use; a strategy states which of them it needs."""
-PROGRAM_AIDED_KINDS: tuple[str, ...] = ("generator", "debater", "refiner")
-"""Role kinds that can write a program instead of an answer (``program_aided``)."""
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -308,24 +299,6 @@ class TeamSpec(_Strict):
     @classmethod
     def _strategy_shorthand(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
-
-    @model_validator(mode="after")
-    def _role_kinds(self) -> TeamSpec:
-        for key, role in self.roles.items():
-            kind = role.role or key
-            if kind not in ROLE_KINDS:
-                raise ValueError(
-                    f"roles.{key}: unknown role kind {kind!r}; valid kinds: {', '.join(ROLE_KINDS)}"
-                    f" (set `role:` when the key is an instance name)"
-                )
-            if role.check is not None and kind != "verifier":
-                raise ValueError(f"roles.{key}.check: only a verifier has `check`")
-            if role.program_aided is not None and kind not in PROGRAM_AIDED_KINDS:
-                raise ValueError(
-                    f"roles.{key}.program_aided: only a generator, a debater or a refiner "
-                    "can be program-aided"
-                )
-        return self
 
     @model_validator(mode="after")
     def _key_values_are_secrets(self) -> TeamSpec:

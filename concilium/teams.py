@@ -6,13 +6,12 @@ The models are in :mod:`concilium.spec`, the loading (with the strategy checks) 
 
 from __future__ import annotations
 
+from concilium.agents.roles import registry
 from concilium.loader import load_spec, spec_from_dict, spec_from_text, team_json_schema
 from concilium.spec import (
     MAX_DEPTH,
     MAX_FILE_BYTES,
     MAX_NODES,
-    PROGRAM_AIDED_KINDS,
-    ROLE_KINDS,
     SCHEMA_URL,
     AnswerSpec,
     FallbackSpec,
@@ -25,6 +24,12 @@ from concilium.spec import (
     TeamSpec,
     locate,
 )
+
+ROLE_KINDS: tuple[str, ...] = registry.names()
+"""The built-in role kinds (the registry, :mod:`concilium.agents.roles.registry`, has them
+all, added ones included)."""
+PROGRAM_AIDED_KINDS: tuple[str, ...] = tuple(
+    name for name, kind in registry.kinds().items() if kind.program_aided)
 
 __all__ = [
     "MAX_DEPTH",

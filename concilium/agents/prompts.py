@@ -1,14 +1,17 @@
 """Role prompts: packaged Jinja2 templates (``concilium/prompts/*.yaml``), overridable in YAML.
 
 Rendering is strict (an undefined name raises), and a team file's templates are
-checked at load time against the variables each role kind provides, so a typo
-in a prompt fails before any model is called.
+checked at load time against the variables each role kind provides (its
+:class:`~concilium.agents.roles.kind.RoleKind` says which), so a typo in a prompt
+fails before any model is called.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from functools import cache, lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -17,7 +20,8 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from concilium.spec import PromptSpec
 
-__all__ = ["FORMAT_HINTS", "VARIABLES", "check_prompt", "render"]
+__all__ = ["FORMAT_HINTS", "add_prompt_file", "check_prompt", "packaged", "remove_prompt_file",
+           "render"]
 
 FORMAT_HINTS: dict[str, str] = {
     "number": "Finish with a last line of the form 'Answer: <number>'.",
@@ -25,19 +29,6 @@ FORMAT_HINTS: dict[str, str] = {
     "text": "Finish with a last line of the form 'Answer: <your answer>'.",
     "code": "Give the complete solution in one ```python code block.",
 }
-
-_COMMON = {"task", "format_hint", "lessons", "round"}
-VARIABLES: dict[str, set[str]] = {
-    "generator": _COMMON | {"reflections"},
-    "refiner": _COMMON | {"answer", "feedback"},
-    "verifier": _COMMON | {"answer", "final"},
-    "critic": _COMMON | {"answer", "final"},
-    "debater": _COMMON | {"answer", "others", "side", "opponent"},
-    "judge": _COMMON | {"answers"},
-    "moderator": _COMMON | {"affirmative", "negative"},
-    "reflector": _COMMON | {"answer", "final", "feedback", "reflections"},
-}
-"""Template variables each role kind provides."""
 
 # Sandboxed: templates come from user files and must not reach Python internals.
 _env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
@@ -49,10 +40,28 @@ def _compiled(source: str) -> Template:
     return _env.from_string(source)
 
 
+_files: dict[str, Path] = {}
+"""Prompt files of role kinds registered from outside the package, by kind."""
+
+
+def add_prompt_file(kind: str, path: Path) -> None:
+    """Use the prompt file ``path`` as the packaged prompt of ``kind`` (a registered kind)."""
+    _files[kind] = Path(path)
+    packaged.cache_clear()
+
+
+def remove_prompt_file(kind: str) -> None:
+    _files.pop(kind, None)
+    packaged.cache_clear()
+
+
 @cache
 def packaged(kind: str) -> dict[str, str]:
     """The packaged ``system``/``user`` templates of a role kind."""
-    text = resources.files("concilium.prompts").joinpath(f"{kind}.yaml").read_text("utf-8")
+    if kind in _files:
+        text = _files[kind].read_text("utf-8")
+    else:
+        text = resources.files("concilium.prompts").joinpath(f"{kind}.yaml").read_text("utf-8")
     data = yaml.safe_load(text)
     return {"system": data["system"], "user": data["user"]}
 
@@ -73,9 +82,9 @@ def render(kind: str, override: PromptSpec | None, **variables: Any) -> list[dic
     return messages
 
 
-def check_prompt(kind: str, prompt: PromptSpec) -> tuple[str, str] | None:
-    """``(field, message)`` for a template that would fail at run time, else ``None``."""
-    allowed = VARIABLES.get(kind, _COMMON)
+def check_prompt(kind: str, prompt: PromptSpec, allowed: Collection[str]) -> tuple[str, str] | None:
+    """``(field, message)`` for a template of a ``kind`` role that would fail at run time
+    (``allowed``: the variables the kind provides), else ``None``."""
     for field in ("system", "user"):
         template = getattr(prompt, field)
         if template is None:
@@ -84,7 +93,7 @@ def check_prompt(kind: str, prompt: PromptSpec) -> tuple[str, str] | None:
             names = meta.find_undeclared_variables(_env.parse(template))
         except TemplateSyntaxError as error:
             return field, f"template error on its line {error.lineno}: {error.message}"
-        unknown = sorted(names - allowed)
+        unknown = sorted(names - set(allowed))
         if unknown:
             return field, (
                 f"unknown template variable {', '.join(unknown)}; "

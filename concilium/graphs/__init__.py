@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from concilium.spec import TeamSpec
 
-__all__ = ["STRATEGIES", "build_graph", "check_team", "strategy_module"]
+__all__ = ["STRATEGIES", "build_graph", "check_kinds", "check_team", "strategy_module"]
 
 STRATEGIES: dict[str, str] = {
     "single": "concilium.graphs.single",
@@ -41,9 +41,14 @@ def strategy_module(name: str) -> ModuleType:
 
 
 def check_team(spec: TeamSpec) -> tuple[tuple[Any, ...], str] | None:
-    """The first problem of a structurally valid team against its strategy, as (loc, message)."""
+    """The first problem of a structurally valid team against the role kinds and its
+    strategy, as ``(loc, message)``."""
     from concilium.agents.prompts import check_prompt
+    from concilium.agents.roles import registry
 
+    problem = check_kinds(spec)
+    if problem is not None:
+        return problem
     name = spec.strategy.name
     if name not in STRATEGIES:
         return ("strategy", "name"), (
@@ -78,9 +83,30 @@ def check_team(spec: TeamSpec) -> tuple[tuple[Any, ...], str] | None:
             return problem
     for key, role in spec.roles.items():
         if role.prompt is not None:
-            problem = check_prompt(spec.kind_of(key), role.prompt)
+            kind = spec.kind_of(key)
+            problem = check_prompt(kind, role.prompt, registry.get(kind).allowed)
             if problem is not None:
                 return ("roles", key, "prompt", problem[0]), problem[1]
+    return None
+
+
+def check_kinds(spec: TeamSpec) -> tuple[tuple[Any, ...], str] | None:
+    """Every role's kind is registered, and asks only for what its kind can do."""
+    from concilium.agents.roles import registry
+
+    known = registry.kinds()
+    for key, role in spec.roles.items():
+        kind = known.get(role.role or key)
+        if kind is None:
+            return ("roles", key), (
+                f"unknown role kind {role.role or key!r}; valid kinds: {', '.join(known)}"
+                " (set `role:` when the key is an instance name)"
+            )
+        if role.check is not None and not kind.checks:
+            return ("roles", key, "check"), "only a verifier has `check`"
+        if role.program_aided is not None and not kind.program_aided:
+            return ("roles", key, "program_aided"), (
+                "only a generator, a debater or a refiner can be program-aided")
     return None
 
 

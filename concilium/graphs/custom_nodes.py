@@ -11,22 +11,16 @@ from __future__ import annotations
 from typing import Any
 
 from concilium.agents.context import RunContext
-from concilium.agents.roles.critic import critique
-from concilium.agents.roles.debater import argue
-from concilium.agents.roles.generator import generate
-from concilium.agents.roles.judge import judge
-from concilium.agents.roles.moderator import moderate
-from concilium.agents.roles.refiner import refine
-from concilium.agents.roles.reflector import reflect
-from concilium.agents.roles.results import Answer, Verdict
-from concilium.agents.roles.verifier import verify
+from concilium.agents.roles import registry
+from concilium.agents.roles.kind import Turn
+from concilium.agents.roles.results import Answer
 from concilium.graphs.state import RunState
 from concilium.spec import RoleSpec
 
 __all__ = ["ANSWERING", "act"]
 
-ANSWERING = ("generator", "refiner", "debater", "judge")
-"""Role kinds whose result is an answer."""
+ANSWERING = tuple(name for name, kind in registry.kinds().items() if kind.answers)
+"""The built-in role kinds whose result is an answer."""
 
 
 def _answers(state: RunState, kinds: tuple[str, ...], but: str = "") -> list[dict[str, Any]]:
@@ -52,62 +46,25 @@ def _feedback(state: RunState) -> str:
 
 async def act(ctx: RunContext, node: str, kind: str, spec: RoleSpec, order: list[str],
               state: RunState) -> dict[str, Any]:
-    """Run node ``node`` (a role of ``kind``; ``order``: all nodes) once; return its update."""
-    task, lessons, number = state["task"], state.get("lessons"), state.get("round", 0)
+    """Run node ``node`` (a role of ``kind``; ``order``: all nodes) once; return its update.
+
+    What the node does is its kind's (``RoleKind.node``, from the registry); here is
+    only what it sees of the state and where its result goes.
+    """
     held = current(state, order)
-    current_answer = Answer.model_validate(held) if held else Answer(text="")
-    index = order.index(node)
     mine = (state.get("results") or {}).get(node, {})
     visits = mine.get("visits", 0)
-    result: dict[str, Any] = {"kind": kind, "visits": visits + 1, "at": len(state["steps"])}
+    turn = Turn(
+        task=state["task"], lessons=state.get("lessons"), round=state.get("round", 0),
+        answer=Answer.model_validate(held) if held else Answer(text=""), held=held is not None,
+        own=mine, sample=visits * len(order) + order.index(node), feedback=_feedback(state),
+        verdict=state.get("verdict"), reflections=state.get("reflections", []),
+        tests=state.get("tests"),
+        answers=lambda kinds, but: _answers(state, kinds, but=but),
+    )
+    played = await registry.get(kind).node(ctx, node, spec, turn)
+    result: dict[str, Any] = {"kind": kind, "visits": visits + 1, "at": len(state["steps"]),
+                              **played.result}
     update: dict[str, Any] = {"answer": held} if held else {}  # re-stated: what was acted on
-    if kind == "generator":
-        answer, step = await generate(ctx, node, spec, task, lessons=lessons,
-                                      reflections=state.get("reflections", []), round=number,
-                                      sample=visits * len(order) + index,
-                                      previous=current_answer.value,
-                                      revision=held is not None)
-        update["answer"] = result["answer"] = answer.model_dump()
-    elif kind == "refiner":
-        answer, step = await refine(ctx, node, spec, task, current_answer, _feedback(state),
-                                    lessons=lessons, round=number)
-        update["answer"] = result["answer"] = answer.model_dump()
-    elif kind == "debater":
-        own = Answer.model_validate(mine["answer"]) if mine.get("answer") else None
-        answer, step = await argue(ctx, node, spec, task, own=own, lessons=lessons,
-                                   others=_answers(state, ("debater", "generator"), but=node),
-                                   round=number, sample=visits * len(order) + index)
-        update["answer"] = result["answer"] = answer.model_dump()
-    elif kind == "judge":
-        said = _answers(state, ANSWERING[:-1])
-        decision, step = await judge(ctx, node, spec, task, said, round=number,
-                                     previous=current_answer.value)
-        chosen = {"text": decision.text, "value": decision.answer, "program": None}
-        if decision.answer is not None:
-            update["answer"] = result["answer"] = chosen
-    elif kind == "verifier":
-        verdict, step = await verify(ctx, node, spec, task, current_answer, round=number,
-                                     tests=state.get("tests"))
-        update["verdict"] = result["verdict"] = verdict.model_dump()
-        result["feedback"] = "" if verdict.accepted else verdict.feedback or verdict.reason
-    elif kind == "critic":
-        found, step = await critique(ctx, node, spec, task, current_answer, round=number)
-        update["critique"] = result["critique"] = found.model_dump()
-        result["feedback"] = "\n".join(f"- {issue}" for issue in found.issues)
-    elif kind == "moderator":
-        sides = [*_answers(state, ("debater",)), {"text": ""}, {"text": ""}]
-        call, step = await moderate(ctx, node, spec, task, Answer(text=sides[0]["text"]),
-                                    Answer(text=sides[1]["text"]), round=number)
-        update["decision"] = result["decision"] = call.model_dump()
-        if call.winner is not None:
-            winner = sides[0 if call.winner == "affirmative" else 1]
-            update["answer"] = result["answer"] = {k: winner.get(k)
-                                                   for k in ("text", "value", "program")}
-    else:  # reflector
-        last = state.get("verdict")
-        rejected = Verdict.model_validate(last) if last else Verdict(accepted=False)
-        lesson, step = await reflect(ctx, node, spec, task, current_answer, rejected,
-                                     reflections=state.get("reflections", []), round=number)
-        update["reflections"] = [lesson.text]
-        result["reflection"] = lesson.text
-    return {**update, "results": {node: result}, "steps": [step]}
+    update.update(played.shared)
+    return {**update, "results": {node: result}, "steps": [played.step]}

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import re
 import sys
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -33,8 +35,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from concilium.errors import ConfigError, MissingDependencyError
 
-__all__ = ["Database", "close_database", "database_error", "driver_sql", "head_revision",
-           "insert_once", "migrate", "open_database", "parse_url", "schema_lock"]
+__all__ = ["Database", "close_database", "database_error", "driver_sql", "driver_values",
+           "head_revision", "insert_once", "lock_key", "migrate", "one_line", "open_database",
+           "parse_url", "safe_url", "schema_lock", "schema_lock_timeout", "thread_lock"]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 MAX_OPEN = 16
@@ -89,7 +92,7 @@ class Database:
         transaction (that would stall every ledger writer meanwhile).
         """
         if self.dialect == "postgresql":
-            key = _lock_key(name)
+            key = lock_key(name)
             with self.engine.connect() as conn:
                 conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
                 conn.commit()
@@ -103,7 +106,7 @@ class Database:
 
         path = self.sqlite_path
         if path is None:  # an in-memory database lives in one process: a thread lock will do
-            with _thread_lock(f"{self.url}:{name}"):
+            with thread_lock(f"{self.url}:{name}"):
                 yield
             return
         safe = "".join(c if c.isalnum() else "_" for c in name)
@@ -137,8 +140,8 @@ def open_database(url: str | None = None) -> Database:
                 migrate(db.engine)
             except SQLAlchemyError as error:
                 db.dispose()
-                raise ConfigError(f"cannot migrate the ledger database {_safe(url)}: "
-                                  f"{_one_line(error)}") from None
+                raise ConfigError(f"cannot migrate the ledger database {safe_url(url)}: "
+                                  f"{one_line(error)}") from None
             _databases[url] = db
             while len(_databases) > MAX_OPEN:
                 _databases.popitem(last=False)[1].dispose()
@@ -202,7 +205,7 @@ def schema_lock(engine: Engine) -> Iterator[None]:
         ConfigError: another process held it for longer than ``SCHEMA_LOCK_WAIT_S``.
     """
     if engine.dialect.name == "postgresql":
-        key = _lock_key(SCHEMA_LOCK)
+        key = lock_key(SCHEMA_LOCK)
         with engine.connect() as conn:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             poll_schema_lock(lambda: bool(conn.execute(
@@ -214,7 +217,7 @@ def schema_lock(engine: Engine) -> Iterator[None]:
         return
     path = schema_lock_path(engine.url)
     if path is None:  # in memory: one process
-        with _thread_lock(f"{engine.url}:{SCHEMA_LOCK}"):
+        with thread_lock(f"{engine.url}:{SCHEMA_LOCK}"):
             yield
         return
     from filelock import FileLock, Timeout
@@ -223,7 +226,7 @@ def schema_lock(engine: Engine) -> Iterator[None]:
         with FileLock(str(path), timeout=SCHEMA_LOCK_WAIT_S, thread_local=False):
             yield
     except Timeout:
-        raise _schema_lock_timeout() from None
+        raise schema_lock_timeout() from None
 
 
 def schema_lock_path(url: str | URL) -> Path | None:
@@ -244,12 +247,13 @@ def poll_schema_lock(try_lock: Any) -> None:
     pause = 0.01
     while not try_lock():
         if time.monotonic() > deadline:
-            raise _schema_lock_timeout()
+            raise schema_lock_timeout()
         time.sleep(pause)
         pause = min(pause * 2, 0.25)
 
 
-def _schema_lock_timeout() -> ConfigError:
+def schema_lock_timeout() -> ConfigError:
+    """The error of a schema lock waited for too long."""
     return ConfigError(f"waited {SCHEMA_LOCK_WAIT_S:g} s for another process to finish "
                        "migrating the database; is one stuck?")
 
@@ -280,17 +284,18 @@ def database_error(error: BaseException) -> str | None:
             kinds.append(kind)
     if not isinstance(error, tuple(kinds)):
         return None
-    return f"database error: {_one_line(error)}"
+    return f"database error: {one_line(error)}"
 
 
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
     """A driver error's own first line (SQLAlchemy's wrapper adds SQL and a link)."""
     inner = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
     lines = [line.strip() for line in str(inner).splitlines() if line.strip()]
     return f"{type(inner).__name__}: {lines[0] if lines else 'no message'}"
 
 
-def _safe(url: str) -> str:
+def safe_url(url: str) -> str:
+    """A database URL fit for a message: its password hidden."""
     with contextlib.suppress(ArgumentError):
         return make_url(url).render_as_string(hide_password=True)
     return "(unparsable URL)"
@@ -316,8 +321,8 @@ def _engine(url: str) -> Engine:
             try:
                 Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
             except OSError as error:
-                raise ConfigError(f"cannot open the ledger database {_safe(url)}: "
-                                  f"{_one_line(error)}") from None
+                raise ConfigError(f"cannot open the ledger database {safe_url(url)}: "
+                                  f"{one_line(error)}") from None
         kwargs["connect_args"] = {
             "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
             "check_same_thread": False,  # the ledger writer thread shares the pool
@@ -341,7 +346,7 @@ def _engine(url: str) -> Engine:
         engine.dispose()
         raise ConfigError(
             f"cannot open the ledger database {parsed.render_as_string(hide_password=True)}: "
-            f"{_one_line(error)}; set CONCILIUM_DATABASE_URL, or run without memory "
+            f"{one_line(error)}; set CONCILIUM_DATABASE_URL, or run without memory "
             "(memory=False)"
         ) from None
     return engine
@@ -374,6 +379,23 @@ def driver_sql(sql: str, dialect: str) -> str:
     return re.sub(r"(?<!:):(\w+)", r"%(\1)s", sql)
 
 
+SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
+"""How SQLAlchemy's ``DateTime`` stores a time in SQLite (and reads it back)."""
+
+
+def driver_values(row: dict[str, Any], dialect: str) -> dict[str, Any]:
+    """Python values as the driver stores them in our columns (JSON text, SQLite times),
+    for ``exec_driver_sql`` (the ledger's and the journal's hot path skip the ORM)."""
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, list | dict):
+            value = json.dumps(value, ensure_ascii=False, default=str)
+        elif isinstance(value, datetime) and dialect == "sqlite":
+            value = value.strftime(SQLITE_TIME)
+        out[key] = value
+    return out
+
+
 def insert_once(sql: str, dialect: str) -> str:
     """An ``INSERT`` that skips rows whose unique key is already there (a retried or
     replayed write), in the dialect's own words."""
@@ -382,7 +404,7 @@ def insert_once(sql: str, dialect: str) -> str:
     return sql + " ON CONFLICT DO NOTHING"
 
 
-def _lock_key(name: str) -> int:
+def lock_key(name: str) -> int:
     """A signed 64-bit key for PostgreSQL advisory locks."""
     return int.from_bytes(hashlib.sha256(f"concilium:{name}".encode()).digest()[:8], "big",
                           signed=True)
@@ -391,6 +413,7 @@ def _lock_key(name: str) -> int:
 _thread_locks: dict[str, threading.Lock] = {}
 
 
-def _thread_lock(name: str) -> threading.Lock:
+def thread_lock(name: str) -> threading.Lock:
+    """One lock per name in this process (e.g. one writer at a time per database)."""
     with _open_lock:
         return _thread_locks.setdefault(name, threading.Lock())

@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from concilium.memory.db import driver_sql, insert_once
+from concilium.memory.db import driver_sql, driver_values, insert_once, thread_lock
 
 if TYPE_CHECKING:
     from concilium.memory.db import Database
@@ -54,19 +54,17 @@ class CallJournal:
 
     def put(self, key: str, result: dict[str, Any]) -> None:
         """Commit one call's result (blocking; the caller runs it off the event loop)."""
-        from concilium.memory.db import _thread_lock
-        from concilium.memory.ledger import _values
         from concilium.memory.models import utcnow
 
         self.known[key] = result
         dialect = self.db.dialect
-        row = _values({"run_id": self.run_id, "key": key, "at": utcnow(), "result": result},
+        row = driver_values({"run_id": self.run_id, "key": key, "at": utcnow(), "result": result},
                       dialect)
         sql = insert_once("INSERT INTO calls (run_id, key, result, at) "
                           "VALUES (:run_id, :key, :result, :at)", dialect)
         # One writer at a time per database in this process: parallel calls finishing
         # together would otherwise meet in SQLite's busy handler, which sleeps for ms.
-        with _thread_lock(f"{self.db.url}:journal"), self.db.write_engine.begin() as conn:
+        with thread_lock(f"{self.db.url}:journal"), self.db.write_engine.begin() as conn:
             conn.exec_driver_sql(driver_sql(sql, dialect), row)
 
     def forget(self) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import json
 import logging
 import queue
 import threading
@@ -34,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Float, case, cast, func, select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from concilium.memory.db import driver_sql, insert_once
+from concilium.memory.db import driver_sql, driver_values, insert_once
 from concilium.memory.models import RunRow, StepRow, utcnow
 
 if TYPE_CHECKING:
@@ -334,15 +333,15 @@ def _apply(db: Database, ops: list[_Op]) -> None:
     uses: list[_Op] = []
     for op in ops:
         if op.kind == "run_start":
-            rows["run_start"].append(_values(op.data, dialect))
+            rows["run_start"].append(driver_values(op.data, dialect))
         elif op.kind == "step":
-            rows["step"].append(_values(_step_row(op.run_id, op.data["seq"], op.data["step"]),
+            rows["step"].append(driver_values(_step_row(op.run_id, op.data["seq"], op.data["step"]),
                                         dialect))
         elif op.kind == "run_resume":
             rows["run_resume"].append({**op.data, "id": op.run_id})
         elif op.kind == "run_end":
             kind = "run_end" if "stop_reason" in op.data else "fail"
-            rows[kind].append(_values({**op.data, "id": op.run_id}, dialect))
+            rows[kind].append(driver_values({**op.data, "id": op.run_id}, dialect))
         elif op.kind == "use":
             uses.append(op)
     with db.write_engine.begin() as conn:
@@ -363,21 +362,6 @@ def _record_use(conn: Any, ids: list[int], correct: bool | None) -> None:
     elif correct is False:
         values["failure_count"] = Reflection.failure_count + 1
     conn.execute(update(Reflection).where(Reflection.id.in_(ids)).values(**values))
-
-
-def _values(row: dict[str, Any], dialect: str) -> dict[str, Any]:
-    """Python values as the driver stores them in our columns (JSON text, SQLite times)."""
-    out = {}
-    for key, value in row.items():
-        if isinstance(value, list | dict):
-            value = json.dumps(value, ensure_ascii=False, default=str)
-        elif isinstance(value, datetime) and dialect == "sqlite":
-            value = value.strftime(_SQLITE_TIME)  # what SQLAlchemy's DateTime reads back
-        out[key] = value
-    return out
-
-
-_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 
 
 def _step_row(run_id: str, seq: int, step: dict[str, Any]) -> dict[str, Any]:

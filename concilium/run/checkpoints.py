@@ -116,7 +116,7 @@ async def _set_up_postgres(saver: Any) -> None:
     migration done. The lock is polled: a blocked wait would deadlock with the saver's
     ``CREATE INDEX CONCURRENTLY`` (see :func:`concilium.memory.db.schema_lock`).
     """
-    from concilium.memory.db import SCHEMA_LOCK, _lock_key, _schema_lock_timeout
+    from concilium.memory.db import SCHEMA_LOCK, lock_key, schema_lock_timeout
     from concilium.memory.db import SCHEMA_LOCK_WAIT_S as wait_s
 
     async def fetch(sql: str, *args: Any) -> Any:
@@ -132,11 +132,11 @@ async def _set_up_postgres(saver: Any) -> None:
 
     if await current():
         return  # the common case: set up long ago, no lock taken
-    key = _lock_key(SCHEMA_LOCK)
+    key = lock_key(SCHEMA_LOCK)
     deadline, pause = time.monotonic() + wait_s, 0.01
     while not await fetch("SELECT pg_try_advisory_lock(%s)", key):
         if time.monotonic() > deadline:
-            raise _schema_lock_timeout()
+            raise schema_lock_timeout()
         await asyncio.sleep(pause)
         pause = min(pause * 2, 0.25)
     try:
@@ -157,14 +157,14 @@ async def _set_up_sqlite(saver: Any, url: str) -> None:
     else:
         from filelock import FileLock, Timeout
 
-        from concilium.memory.db import SCHEMA_LOCK_WAIT_S, _schema_lock_timeout, schema_lock_path
+        from concilium.memory.db import SCHEMA_LOCK_WAIT_S, schema_lock_path, schema_lock_timeout
 
         lock = FileLock(str(schema_lock_path(url)), timeout=SCHEMA_LOCK_WAIT_S,
                         thread_local=False)
         try:
             await asyncio.to_thread(lock.acquire)
         except Timeout:
-            raise _schema_lock_timeout() from None
+            raise schema_lock_timeout() from None
         try:
             await saver.setup()
         finally:
@@ -176,10 +176,10 @@ async def _set_up_sqlite(saver: Any, url: str) -> None:
 
 
 def _unusable(url: str, error: BaseException) -> ConfigError:
-    from concilium.memory.db import _one_line, _safe
+    from concilium.memory.db import one_line, safe_url
 
-    return ConfigError(f"cannot open the checkpoint database of {_safe(url)}: "
-                       f"{_one_line(error)}; set CONCILIUM_DATABASE_URL, or run without "
+    return ConfigError(f"cannot open the checkpoint database of {safe_url(url)}: "
+                       f"{one_line(error)}; set CONCILIUM_DATABASE_URL, or run without "
                        "checkpoints (CONCILIUM_CHECKPOINT=false)")
 
 
@@ -282,9 +282,9 @@ def _file_claim(run_id: str, directory: Path) -> Any:
 
 @contextlib.asynccontextmanager
 async def _pg_claim(run_id: str, saver: Any, conn: Any) -> AsyncIterator[None]:
-    from concilium.memory.db import _lock_key
+    from concilium.memory.db import lock_key
 
-    key = _lock_key(f"run:{run_id}")  # the same key space as Database.lock
+    key = lock_key(f"run:{run_id}")  # the same key space as Database.lock
     async with saver.lock:
         row = await (await conn.execute("SELECT pg_try_advisory_lock(%s) AS held",
                                         (key,))).fetchone()

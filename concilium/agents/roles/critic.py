@@ -7,11 +7,12 @@ from typing import Any
 
 from concilium.agents.context import RunContext, Step
 from concilium.agents.prompts import render
+from concilium.agents.roles.kind import Played, RoleKind, Turn
 from concilium.agents.roles.reading import FAULT, SOUND, first_sentence, json_object, tone, tones
 from concilium.agents.roles.results import Answer, Critique
 from concilium.spec import RoleSpec
 
-__all__ = ["SCHEMA", "critique", "parse_critique"]
+__all__ = ["KIND", "SCHEMA", "critique", "parse_critique"]
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -72,3 +73,14 @@ async def critique(
     step = ctx.step(node=node, role="critic", round=round, messages=messages, result=result,
                     parsed=found.model_dump(), answer=answer.value)
     return found, step
+
+
+async def node(ctx: RunContext, name: str, spec: RoleSpec, turn: Turn) -> Played:
+    """A critic node of a custom graph: the current answer's issues, as feedback."""
+    found, step = await critique(ctx, name, spec, turn.task, turn.answer, round=turn.round)
+    issues = "\n".join(f"- {issue}" for issue in found.issues)
+    return Played({"critique": found.model_dump()},
+                  {"critique": found.model_dump(), "feedback": issues}, step)
+
+
+KIND = RoleKind("critic", frozenset({"answer", "final"}), Critique, node)

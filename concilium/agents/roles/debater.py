@@ -12,11 +12,12 @@ from typing import Any
 
 from concilium.agents.context import RunContext, Step
 from concilium.agents.prompts import render
+from concilium.agents.roles.kind import Played, RoleKind, Turn
 from concilium.agents.roles.program import format_hint, read_answer
 from concilium.agents.roles.results import Answer
 from concilium.spec import RoleSpec
 
-__all__ = ["argue"]
+__all__ = ["KIND", "argue"]
 
 
 async def argue(
@@ -66,3 +67,17 @@ async def argue(
                     parsed=answer.model_dump(), answer=answer.value,
                     previous=own.value if own is not None else None, revision=own is not None)
     return answer, step
+
+
+async def node(ctx: RunContext, name: str, spec: RoleSpec, turn: Turn) -> Played:
+    """A debater node of a custom graph: its answer, revised after reading the others'."""
+    own = Answer.model_validate(turn.own["answer"]) if turn.own.get("answer") else None
+    answer, step = await argue(ctx, name, spec, turn.task, own=own, lessons=turn.lessons,
+                               others=turn.answers(("debater", "generator"), name),
+                               round=turn.round, sample=turn.sample)
+    found = answer.model_dump()
+    return Played({"answer": found}, {"answer": found}, step)
+
+
+KIND = RoleKind("debater", frozenset({"answer", "others", "side", "opponent"}), Answer, node,
+                answers=True, program_aided=True)

@@ -9,11 +9,12 @@ from __future__ import annotations
 from concilium.agents.answers import extract
 from concilium.agents.context import RunContext, Step
 from concilium.agents.prompts import render
+from concilium.agents.roles.kind import Played, RoleKind, Turn
 from concilium.agents.roles.program import format_hint, read_answer
 from concilium.agents.roles.results import Answer
 from concilium.spec import RoleSpec
 
-__all__ = ["generate", "parse_answer"]
+__all__ = ["KIND", "generate", "parse_answer"]
 
 
 def parse_answer(ctx: RunContext, text: str) -> Answer:
@@ -64,3 +65,17 @@ async def generate(
                     parsed=answer.model_dump(), answer=answer.value, previous=previous,
                     revision=revision)
     return answer, step
+
+
+async def node(ctx: RunContext, name: str, spec: RoleSpec, turn: Turn) -> Played:
+    """A generator node of a custom graph: a solution (a new trial if there was an answer)."""
+    answer, step = await generate(ctx, name, spec, turn.task, lessons=turn.lessons,
+                                  reflections=turn.reflections, round=turn.round,
+                                  sample=turn.sample, previous=turn.answer.value,
+                                  revision=turn.held)
+    found = answer.model_dump()
+    return Played({"answer": found}, {"answer": found}, step)
+
+
+KIND = RoleKind("generator", frozenset({"reflections"}), Answer, node, answers=True,
+                program_aided=True)

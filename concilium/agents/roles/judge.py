@@ -9,10 +9,11 @@ from typing import Any
 from concilium.agents.answers import extract
 from concilium.agents.context import RunContext, Step
 from concilium.agents.prompts import FORMAT_HINTS, render
+from concilium.agents.roles.kind import Played, RoleKind, Turn
 from concilium.agents.roles.results import Judgement
 from concilium.spec import RoleSpec, TeamSpec
 
-__all__ = ["judge", "parse_judgement"]
+__all__ = ["KIND", "judge", "parse_judgement"]
 
 
 def parse_judgement(team: TeamSpec, text: str, answers: Sequence[dict[str, Any]] = ()) -> Judgement:
@@ -55,3 +56,17 @@ async def judge(
                     parsed=decision.model_dump(), answer=decision.answer, previous=previous,
                     revision=previous is not None and decision.answer is not None)
     return decision, step
+
+
+async def node(ctx: RunContext, name: str, spec: RoleSpec, turn: Turn) -> Played:
+    """A judge node of a custom graph: picks among the answers given so far."""
+    said = turn.answers(("generator", "refiner", "debater"), "")
+    decision, step = await judge(ctx, name, spec, turn.task, said, round=turn.round,
+                                 previous=turn.answer.value)
+    if decision.answer is None:
+        return Played({}, {}, step)
+    chosen = {"text": decision.text, "value": decision.answer, "program": None}
+    return Played({"answer": chosen}, {"answer": chosen}, step)
+
+
+KIND = RoleKind("judge", frozenset({"answers"}), Judgement, node, answers=True)

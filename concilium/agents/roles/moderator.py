@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from concilium.agents.answers import extract
 from concilium.agents.context import RunContext, Step
 from concilium.agents.prompts import FORMAT_HINTS, render
+from concilium.agents.roles.kind import Played, RoleKind, Turn
 from concilium.agents.roles.results import Answer, ModeratorDecision
 from concilium.spec import RoleSpec, TeamSpec
 
-__all__ = ["moderate", "parse_decision"]
+__all__ = ["KIND", "moderate", "parse_decision"]
 
 _SIDE = r"(affirmative|negative|none|neither|no one|nobody|undecided|tie)"
 _WINNER = re.compile(rf"(?:winner|supported side|preference)\s*[:=]?\s*\**\s*{_SIDE}", re.I)
@@ -46,3 +48,18 @@ async def moderate(
     step = ctx.step(node=node, role="moderator", round=round, messages=messages, result=result,
                     parsed=decision.model_dump(), answer=decision.answer)
     return decision, step
+
+
+async def node(ctx: RunContext, name: str, spec: RoleSpec, turn: Turn) -> Played:
+    """A moderator node of a custom graph: may end the debate for one of the two sides."""
+    sides = [*turn.answers(("debater",), ""), {"text": ""}, {"text": ""}]
+    call, step = await moderate(ctx, name, spec, turn.task, Answer(text=sides[0]["text"]),
+                                Answer(text=sides[1]["text"]), round=turn.round)
+    shared: dict[str, Any] = {"decision": call.model_dump()}
+    if call.winner is not None:
+        winner = sides[0 if call.winner == "affirmative" else 1]
+        shared["answer"] = {k: winner.get(k) for k in ("text", "value", "program")}
+    return Played(shared, dict(shared), step)
+
+
+KIND = RoleKind("moderator", frozenset({"affirmative", "negative"}), ModeratorDecision, node)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from concilium.agents.context import RunContext, Step
 from concilium.agents.prompts import render
+from concilium.agents.roles.kind import Played, RoleKind, Turn
 from concilium.agents.roles.program import format_hint, read_answer
 from concilium.agents.roles.results import Answer
 from concilium.spec import RoleSpec
 
-__all__ = ["refine"]
+__all__ = ["KIND", "refine"]
 
 
 async def refine(
@@ -46,3 +47,15 @@ async def refine(
                     parsed=answer.model_dump(), answer=answer.value, previous=previous.value,
                     revision=True)
     return answer, step
+
+
+async def node(ctx: RunContext, name: str, spec: RoleSpec, turn: Turn) -> Played:
+    """A refiner node of a custom graph: the current answer, corrected by the newest feedback."""
+    answer, step = await refine(ctx, name, spec, turn.task, turn.answer, turn.feedback,
+                                lessons=turn.lessons, round=turn.round)
+    found = answer.model_dump()
+    return Played({"answer": found}, {"answer": found}, step)
+
+
+KIND = RoleKind("refiner", frozenset({"answer", "feedback"}), Answer, node, answers=True,
+                program_aided=True)

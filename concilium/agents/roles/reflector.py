@@ -6,10 +6,11 @@ import re
 
 from concilium.agents.context import RunContext, Step
 from concilium.agents.prompts import FORMAT_HINTS, render
+from concilium.agents.roles.kind import Played, RoleKind, Turn
 from concilium.agents.roles.results import Answer, Reflection, Verdict
 from concilium.spec import RoleSpec
 
-__all__ = ["parse_reflection", "reflect"]
+__all__ = ["KIND", "parse_reflection", "reflect"]
 
 _LABEL = re.compile(r"^\W*reflection\W*", re.IGNORECASE)
 MAX_CHARS = 500
@@ -44,3 +45,16 @@ async def reflect(
     step = ctx.step(node=node, role="reflector", round=round, messages=messages, result=result,
                     parsed=found.model_dump(), answer=answer.value)
     return found, step
+
+
+async def node(ctx: RunContext, name: str, spec: RoleSpec, turn: Turn) -> Played:
+    """A reflector node of a custom graph: a lesson from the last rejected answer."""
+    rejected = (Verdict.model_validate(turn.verdict) if turn.verdict
+                else Verdict(accepted=False))
+    lesson, step = await reflect(ctx, name, spec, turn.task, turn.answer, rejected,
+                                 reflections=turn.reflections, round=turn.round)
+    return Played({"reflections": [lesson.text]}, {"reflection": lesson.text}, step)
+
+
+KIND = RoleKind("reflector", frozenset({"answer", "final", "feedback", "reflections"}),
+                Reflection, node)

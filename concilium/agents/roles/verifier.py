@@ -16,12 +16,13 @@ from concilium.agents.answers import AnswerFormat
 from concilium.agents.context import RunContext, Step
 from concilium.agents.prompts import render
 from concilium.agents.roles.checks import reference_verdict, tests_verdict
+from concilium.agents.roles.kind import Played, RoleKind, Turn
 from concilium.agents.roles.reading import SOUND, first_sentence, json_object, stated_answer, tone
 from concilium.agents.roles.results import Answer, Verdict
 from concilium.spec import RoleSpec
 from concilium.tools.calculator import CalculatorError, check_claims, evaluate, find_expression
 
-__all__ = ["SCHEMA", "calculator_verdict", "parse_verdict", "verify"]
+__all__ = ["KIND", "SCHEMA", "calculator_verdict", "parse_verdict", "verify"]
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -144,3 +145,15 @@ async def verify(
     step = ctx.step(node=node, role="verifier", round=round, messages=messages, result=result,
                     parsed=verdict.model_dump(), answer=answer.value)
     return verdict, step
+
+
+async def node(ctx: RunContext, name: str, spec: RoleSpec, turn: Turn) -> Played:
+    """A verifier node of a custom graph: a verdict on the current answer, with feedback."""
+    verdict, step = await verify(ctx, name, spec, turn.task, turn.answer, round=turn.round,
+                                 tests=turn.tests)
+    found = verdict.model_dump()
+    feedback = "" if verdict.accepted else verdict.feedback or verdict.reason
+    return Played({"verdict": found}, {"verdict": found, "feedback": feedback}, step)
+
+
+KIND = RoleKind("verifier", frozenset({"answer", "final"}), Verdict, node, checks=True)
