@@ -5,7 +5,8 @@ SQL :class:`~concilium.memory.db.Database` (the source of truth), the optional
 Redis layer (response cache, hot set, run events, locks) and the run
 :class:`~concilium.memory.ledger.Ledger`.
 
-Recall is full-text search (SQLite FTS5 / PostgreSQL ``tsvector``) over the
+Recall is full-text search (SQLite FTS5 / PostgreSQL ``tsvector``,
+:mod:`~concilium.memory.search`, over the words of :mod:`~concilium.memory.text`) over the
 stored task and lesson, restricted to one namespace and, by default, to
 lessons whose outcome was *checked* (ground truth or a tool, see
 :data:`~concilium.memory.models.CHECKED_BY`), then re-ranked by who checked
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import threading
 import uuid
 from collections import OrderedDict
@@ -37,8 +37,11 @@ from sqlalchemy import delete, func, select, update
 from concilium.errors import ConfigError
 from concilium.memory.db import Database, open_database
 from concilium.memory.models import CHECKED_BY, Behavior, Reflection, utcnow
+from concilium.memory.search import ALL, candidates, count_terms, search_terms
+from concilium.memory.text import coverage, index_terms, query_terms, stem
 
 if TYPE_CHECKING:
+    from concilium.memory.journal import CallJournal
     from concilium.memory.ledger import Ledger
     from concilium.memory.redis_layer import RedisCache, RedisLayer
 
@@ -54,55 +57,7 @@ TRUST: dict[str | None, float] = {"ground_truth": 1.0, "tool": 0.9, "llm": 0.6, 
 """How much a lesson's rank counts on who checked the outcome that produced it."""
 MIN_RELATIVE_RELEVANCE = 0.25
 """Candidates scoring under this share of the best text match are noise, not lessons."""
-MAX_TERMS = 24
-MAX_QUERY_TERMS = 8
-"""Recall searches the full-text index by at most this many of a task's rarest terms..."""
-POSTINGS_BUDGET = 1000
-"""... and reads about this many postings in all (see ``_search_terms``)."""
 MAX_LESSON_CHARS = 4000
-ALL = ""
-"""The ``term_stats`` row that counts every lesson (no term is empty)."""
-
-_WORD = re.compile(r"[^\W_]+")
-_STOP = frozenset(
-    """a about above after again all also am an and any are as at be because been before
-    being below between both but by can could did do does doing down during each few for
-    from further get gets got had has have having he her here hers him his how i if in into
-    is it its itself just let lets many me more most much must my no nor not now of off on
-    once only or other our ours out over own per same she should so some such than that the
-    their theirs them then there these they this those through to too under until up upon us
-    very was we were what when where which while who whom why will with would you your yours
-    answer answers question find give given total number numbers value many much""".split()  # noqa: SIM905
-)
-
-
-def stem(word: str) -> str:
-    """A crude stem, enough to match plurals and tenses when re-ranking a few candidates."""
-    for suffix, repl, shortest in (("ies", "y", 5), ("es", "", 5), ("s", "", 4),
-                                   ("ing", "", 6), ("ed", "", 5)):
-        if word.endswith(suffix) and len(word) >= shortest and not word.endswith("ss"):
-            return word[: -len(suffix)] + repl
-    return word
-
-
-def coverage(terms: Sequence[str], text_: str) -> float:
-    """The share of ``terms`` that occur in ``text_`` (up to a crude stem)."""
-    if not terms:
-        return 0.0
-    found = {stem(w) for w in _WORD.findall(text_.lower())}
-    return sum(1 for t in terms if stem(t) in found) / len(terms)
-
-
-def query_terms(text_: str, limit: int = MAX_TERMS) -> list[str]:
-    """The distinctive words of a text, in order: lowercased, no stop words, no repeats."""
-    seen: dict[str, None] = {}
-    for word in _WORD.findall(text_.lower()):
-        if word in _STOP or len(word) < 2 or len(word) > 64:
-            continue
-        seen.setdefault(word, None)
-        if len(seen) >= limit:
-            break
-    return list(seen)
 
 
 @dataclass(frozen=True)
@@ -149,7 +104,11 @@ class Lesson:
 
 
 class Memory:
-    """Reflections, behaviors and the run ledger over one database (and optionally Redis)."""
+    """Reflections, behaviors and the run ledger over one database (and optionally Redis).
+
+    The SQL implementation of :class:`~concilium.memory.backend.MemoryBackend`, what a
+    run needs of memory; Redis, when configured, is a layer over it.
+    """
 
     def __init__(self, db: Database, redis: RedisLayer | None = None, *,
                  cache_ttl_s: float | None = 7 * 24 * 3600.0,
@@ -225,6 +184,12 @@ class Memory:
             self._ledger = Ledger(self.db, self.redis)
         return self._ledger
 
+    def journal(self, run_id: str) -> CallJournal:
+        """The call journal of durable run ``run_id`` (in this memory's database)."""
+        from concilium.memory.journal import CallJournal
+
+        return CallJournal(self.db, run_id)
+
     @property
     def cache(self) -> RedisCache | None:
         """The model-response cache, when Redis is configured (it degrades on its own)."""
@@ -288,7 +253,7 @@ class Memory:
             fresh = [row for row in rows if row["uid"] not in existing]
             if fresh:
                 session.execute(_insert_ignore(self.db, Reflection), fresh)
-                _count_terms(session, self.db.dialect, [r["terms"] for r in fresh], +1)
+                count_terms(session, self.db.dialect, [r["terms"] for r in fresh], +1)
             ids = _by_uid(session, uids)
         if self.redis is not None:
             for row in fresh:
@@ -351,12 +316,12 @@ class Memory:
                 f"({', '.join(':' + n for n in names)})", self.db.dialect), names).all())
             total = max(1, docs.pop(ALL, 1))
             weight = {t: math.log(1.0 + total / (docs.get(t, 0) + 1.0)) for t in terms}
-            search = _search_terms(terms, docs)
+            search = search_terms(terms, docs)
             if not search:
                 return []
             if self.db.dialect not in ("sqlite", "postgresql"):  # pragma: no cover
                 raise ConfigError(f"recall needs SQLite or PostgreSQL, not {self.db.dialect}")
-            hits = _candidates(session, self.db.dialect, {t: weight[t] for t in search},
+            hits = candidates(session, self.db.dialect, {t: weight[t] for t in search},
                                namespace, verified_only, pool)
             if not hits:
                 return []
@@ -460,7 +425,7 @@ class Memory:
             gone = session.execute(
                 query.returning(Reflection.id, Reflection.namespace, Reflection.terms)
             ).all()
-            _count_terms(session, self.db.dialect, [terms for _i, _ns, terms in gone], -1)
+            count_terms(session, self.db.dialect, [terms for _i, _ns, terms in gone], -1)
         if self.redis is not None:
             by_namespace: dict[str, list[int]] = {}
             for rid, ns, _terms in gone:
@@ -487,6 +452,8 @@ class Memory:
         return count
 
 
+_count_terms = count_terms  # the old private name (the recall tests reach for it)
+
 _memories: OrderedDict[tuple[Any, ...], Memory] = OrderedDict()
 MAX_OPEN = 16
 _open_lock = threading.Lock()
@@ -499,15 +466,6 @@ def _check_namespace(namespace: str) -> None:
 
 _HOT_KEYS = ("namespace", "task", "lesson", "outcome", "verified_by", "checked", "run_id",
              "team", "model")
-
-
-def index_terms(task: str, lesson: str) -> str:
-    """What recall searches a lesson by: the stems of its task's and its own distinctive words.
-
-    Stored with each lesson; changing :func:`stem` or :func:`query_terms` needs a
-    migration that recomputes ``reflections.terms`` and ``term_stats``.
-    """
-    return " ".join(dict.fromkeys(stem(t) for t in query_terms(f"{task} {lesson}", limit=256)))
 
 
 def _prepare(item: dict[str, Any], secrets: list[str]) -> dict[str, Any]:
@@ -545,43 +503,6 @@ def _by_uid(session: Any, uids: list[str]) -> dict[str, int]:
     return found
 
 
-def _count_terms(session: Any, dialect: str, term_lists: list[str], sign: int) -> None:
-    """Add (or take) each lesson's terms to the document counts, ``ALL`` counting lessons."""
-    from collections import Counter
-
-    from concilium.memory.db import driver_sql
-
-    counts: Counter[str] = Counter()
-    for terms in term_lists:
-        counts.update(terms.split())
-    counts[ALL] = len(term_lists)
-    # Sorted, so concurrent writers lock the same rows in the same order (no deadlock).
-    params = [{"term": t, "docs": sign * n} for t, n in sorted(counts.items())]
-    session.connection().exec_driver_sql(driver_sql(
-        "INSERT INTO term_stats (term, docs) VALUES (:term, :docs) "
-        "ON CONFLICT (term) DO UPDATE SET docs = term_stats.docs + excluded.docs", dialect,
-    ), params)
-
-
-def _search_terms(terms: list[str], docs: dict[str, int]) -> list[str]:
-    """The rarest few of a task's terms: what recall reads posting lists for.
-
-    Rare terms say most about a task and have the shortest posting lists, so recall
-    reads at most ``MAX_QUERY_TERMS`` of them and about ``POSTINGS_BUDGET`` postings
-    in all, however large the store. Numbers match by accident: words go first.
-    """
-    present = [t for t in terms if docs.get(t, 0) > 0]
-    words = [t for t in present if not t.isdigit()] or present
-    chosen: list[str] = []
-    read = 0
-    for term in sorted(words, key=lambda t: (docs[t], t)):
-        if chosen and (len(chosen) >= MAX_QUERY_TERMS or read + docs[term] > POSTINGS_BUDGET):
-            break
-        chosen.append(term)
-        read += docs[term]
-    return chosen
-
-
 def _insert_ignore(db: Database, table: Any) -> Any:
     """INSERT that skips rows whose unique key exists (so retried writes never duplicate)."""
     if db.dialect == "postgresql":
@@ -593,50 +514,3 @@ def _insert_ignore(db: Database, table: Any) -> Any:
     return sqlite_insert(table).on_conflict_do_nothing()
 
 
-def _namespace_token(namespace: str) -> str:
-    """The FTS ``meta`` token of a namespace (see the migration: 'n' + hex + '0')."""
-    return "n" + namespace.encode("utf-8").hex() + "0"
-
-
-def _candidates(
-    session: Any, dialect: str, weights: dict[str, float], namespace: str | None,
-    verified_only: bool, pool: int,
-) -> dict[int, float]:
-    """Lessons matching any searched term, scored by the summed weights of the terms they hold.
-
-    One subquery per term (its posting list), added up in SQL: no ranking function
-    over every match, so the cost is the few short posting lists recall chose to read.
-    Each posting list is filtered by namespace and checked outcome *inside* its
-    subquery, before ``LIMIT``: filtering the best few afterwards let a big namespace's
-    lessons push a small one's out of the shortlist. SQLite filters inside the FTS
-    index (the ``meta`` tokens, see migration 0001), PostgreSQL on the matching rows.
-    """
-    params: dict[str, Any] = {"n": pool}
-    meta = []
-    if namespace is not None:
-        meta.append(f'meta : "{_namespace_token(namespace)}"')
-    if verified_only:
-        meta.append('meta : "ck1"')
-    filters = ""
-    if namespace is not None:
-        filters += " AND namespace = :ns"
-        params["ns"] = namespace
-    if verified_only:
-        filters += " AND checked"
-    parts = []
-    for i, (term, weight) in enumerate(weights.items()):
-        params[f"w{i}"] = weight
-        if dialect == "sqlite":
-            params[f"q{i}"] = " AND ".join([f'terms : "{term}"', *meta])
-            parts.append(f"SELECT rowid AS id, :w{i} AS w FROM reflections_fts "
-                         f"WHERE reflections_fts MATCH :q{i}")
-        else:
-            params[f"q{i}"] = term
-            parts.append(f"SELECT id, CAST(:w{i} AS float) AS w FROM reflections "
-                         f"WHERE tsv @@ to_tsquery('simple'::regconfig, :q{i}){filters}")
-    sql = (f"SELECT id, SUM(w) AS s FROM ({' UNION ALL '.join(parts)}) AS hits "
-           "GROUP BY id ORDER BY s DESC, id DESC LIMIT :n")
-    from concilium.memory.db import driver_sql
-
-    rows = session.connection().exec_driver_sql(driver_sql(sql, dialect), params).all()
-    return {int(rid): float(score) for rid, score in rows}

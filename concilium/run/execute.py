@@ -30,7 +30,7 @@ from concilium.run.graph import compile_team, new_context
 from concilium.spec import TeamSpec, locate
 
 if TYPE_CHECKING:
-    from concilium.memory.store import Memory
+    from concilium.memory.backend import MemoryBackend as Memory
     from concilium.run.memory import RunMemory
 
 __all__ = ["RunFailed", "RunNotResumable", "check_models", "execute", "recursion_limit",
@@ -163,9 +163,7 @@ async def execute(
         if mem is not None and lessons is None:
             lessons = mem.lessons
         if saver is not None and mem is not None:
-            from concilium.memory.journal import CallJournal
-
-            ctx.journal = CallJournal(mem.memory.db, run_id)
+            ctx.journal = mem.memory.journal(run_id)
             if resume:
                 await asyncio.to_thread(ctx.journal.load)
                 mem.restore(saved["values"].get("steps") or [])
@@ -255,7 +253,10 @@ def _already_finished(run_id: str) -> RunNotResumable:
 
 def _memory_url(memory: Memory | bool | None) -> str | None:
     """The database of an explicit :class:`Memory`; ``None``: the one from settings."""
-    return None if memory in (None, True, False) else memory.db.url  # type: ignore[union-attr]
+    if memory in (None, True, False):
+        return None
+    db = getattr(memory, "db", None)  # another backend keeps its checkpoints by settings
+    return None if db is None else str(db.url)
 
 
 def _run_metadata(snapshot: Any) -> dict[str, Any] | None:

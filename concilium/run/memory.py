@@ -33,8 +33,9 @@ from concilium.errors import BudgetExceeded, ModelError
 
 if TYPE_CHECKING:
     from concilium.agents.context import RunContext
+    from concilium.memory.backend import MemoryBackend as Memory
     from concilium.memory.ledger import RunRecorder
-    from concilium.memory.store import Lesson, Memory
+    from concilium.memory.store import Lesson
     from concilium.records import RunResult, Step
     from concilium.spec import TeamSpec
 
