@@ -217,3 +217,21 @@ async def test_secrets_never_reach_the_ledger(memory: Memory, monkeypatch: pytes
     blob = repr((run.task, [(s.messages, s.output) for s in run.steps]))
     assert "tok-very-secret-value" not in blob and "sk-abcdefghijklmnop" not in blob
     assert "***" in run.task
+
+
+async def test_a_run_started_again_under_its_id_replaces_the_earlier_attempt(
+        memory: Memory) -> None:  # noqa: F811
+    """A worker killed after a step but before the run's end leaves a ``running`` row; the
+    re-run under the same id (a new attempt: new task ids, new step ids) is the run."""
+    team = load_team(gvr("again"), model="scripted/l9")
+    first = memory.ledger.start(run_id="again-1", team="again", team_hash="h",
+                                strategy="gvr", task=TASK)
+    first.step({"id": "attempt-1-step", "node": "generator", "role": "generator",
+                "kind": "llm", "output": WRONG})
+    assert first.flush(10.0)  # the attempt's row and step are in SQL; then it "dies"
+    with scripted.use("l9", scripted.Script({"generator": [RIGHT]})):
+        result = await team.arun(TASK, run_id="again-1", memory=memory, durable=False)
+    run = find_run(memory.db, "again-1")
+    assert run is not None and run.status == "ok" and run.answer == "411"
+    assert [s.uid for s in run.steps] == [s["id"] for s in result.steps]
+    assert [s.seq for s in run.steps] == [1, 2]

@@ -1,7 +1,9 @@
 """The run ledger: every run and every step, written while the run goes.
 
 A run's row is inserted when it starts (status ``running``) and completed when
-it ends, and each step is queued the moment it happens. One background thread
+it ends, and each step is queued the moment it happens. A run started again under
+the same id (the re-run of a killed one) replaces its earlier attempt, and a resumed
+run goes on from its last step; a step sent twice is stored once. One background thread
 per process drains the queue: whatever arrived within a few milliseconds goes
 into one transaction, so a run never waits on the database (it only enqueues)
 and a crashed run still shows the steps it made. After each commit the same
@@ -316,6 +318,9 @@ _SQL = {
     "run_resume": "UPDATE runs SET status = :status, ended_at = NULL, error = NULL, "
                   "stop_reason = NULL WHERE id = :id",
 }
+_RESTART = ("DELETE FROM steps WHERE run_id = :id", "DELETE FROM runs WHERE id = :id")
+"""What a run's start clears first: the row and steps of an earlier attempt under the same
+run id (a worker killed mid-run; its re-run is the run), so each run lands once."""
 # A step has a stable id (a resumed run re-sends the steps of the tasks it re-runs):
 # the ledger keeps the first copy.
 _STEP_ONCE = {dialect: insert_once(_SQL["step"], dialect) for dialect in ("sqlite", "postgresql")}
@@ -345,6 +350,10 @@ def _apply(db: Database, ops: list[_Op]) -> None:
         elif op.kind == "use":
             uses.append(op)
     with db.write_engine.begin() as conn:
+        if rows["run_start"]:  # a run started again (a killed one, re-run) starts over
+            again = [{"id": row["id"]} for row in rows["run_start"]]
+            for sql in _RESTART:
+                conn.exec_driver_sql(driver_sql(sql, dialect), again)
         for kind, params in rows.items():
             if params:
                 sql = _STEP_ONCE.get(dialect, _SQL[kind]) if kind == "step" else _SQL[kind]
