@@ -7,6 +7,10 @@ A strategy module provides:
 - ``Options``: a pydantic model (extra keys forbidden) for ``strategy:`` options;
 - ``build(team) -> StateGraph``.
 
+A new strategy: one module here with those three (a strategy with several forms is a
+package, like ``debate/``), named in :data:`STRATEGIES`. Graphs decide control flow
+and nothing else: roles make the calls, :mod:`concilium.run` runs the graph.
+
 Modules are imported on first use so ``concilium --help`` stays fast.
 """
 

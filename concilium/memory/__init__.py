@@ -6,8 +6,13 @@ and never calls a model nor imports ``concilium.agents``, ``concilium.graphs``,
 run does with memory (recall, reflect, remember) is in :mod:`concilium.run.memory`;
 distilling behaviors with a model is in :mod:`concilium.run.distill`.
 
-- :class:`Memory` (``store.py``): ``remember`` / ``recall`` / ``search`` / ``forget`` /
-  ``export`` lessons with provenance; owns the database, the Redis layer and the ledger.
+- ``backend.py``: :class:`MemoryBackend`, what a run needs of memory (recall, remember,
+  record steps, journal calls, cache). A new backend is a module here implementing it.
+- :class:`Memory` (``store.py``): the SQL implementation: ``remember`` / ``recall`` /
+  ``search`` / ``forget`` / ``export`` lessons with provenance; owns the database, the
+  Redis layer and the ledger. ``text.py`` (the words of a lesson) and ``search.py``
+  (the full-text engine in SQL) are its recall.
+- ``db.py``, ``models.py``: engines, locks, driver helpers; the ORM tables.
 - ``ledger.py``: every run and step, written as the run goes (batched, off the event loop).
 - ``journal.py``: a durable run's completed model calls, replayed on resume.
 - ``redis_layer.py``: response cache, hot reflections, live run events, locks; degrades

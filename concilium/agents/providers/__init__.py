@@ -2,8 +2,13 @@
 
 ``local/<name>`` runs a GGUF model with llama.cpp in this process; ``scripted/<name>``
 replies from a deterministic script for tests; ``faulty/<name>`` wraps another model and
-injects timeouts, 429s, 5xx and malformed or empty replies. Both are reached through
+injects timeouts, 429s, 5xx and malformed or empty replies. All are reached through
 ``agents.llm.chat`` like any hosted model, so the same code path is tested.
+
+A new in-process provider: a module here with a litellm ``CustomLLM`` (use ``base.py``
+to read litellm's arguments, fill its response and report your exceptions), listed in
+:func:`custom_provider_map`. Providers sit below the model door: they never import
+``agents/llm.py``. A hosted model needs no code: any litellm model string works.
 """
 
 from __future__ import annotations
