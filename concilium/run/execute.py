@@ -193,7 +193,9 @@ async def execute(
 
     result = build()
     if mem is not None:  # the lesson (per the team's memory policy), then the ledger row
-        result = await mem.close(ctx, run["task"], state, result, build)
+        if await mem.reflect(ctx, run["task"], state, result):
+            result = build()  # with the reflector's step
+        result = await mem.finish(result)
     if status == "failed":
         raise RunFailed(error or "run failed", result)
     return result

@@ -194,7 +194,8 @@ def _compiled_team_class() -> type:
                         result.remembered = list(mem.stored)
                         return result
 
-                    await mem.close(ctx, task, state, build(), build)
+                    await mem.reflect(ctx, task, state, build())
+                    await mem.finish(build())  # built after the reflector's step, if any
             finally:
                 ctx.on_step, ctx.managed = given, False
             if stop is not None:

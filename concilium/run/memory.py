@@ -2,9 +2,11 @@
 
 :func:`concilium.run.execute.execute` (and a compiled team graph run without it,
 see :mod:`concilium.run.graph`) calls :func:`open_run_memory` before the graph
-runs and :meth:`RunMemory.close` after it. This is the layer *above* memory and
-the roles: the reflector's call for a run's lesson is made here, so
-``concilium/memory/`` only stores and recalls, and never calls a model.
+runs, then :meth:`RunMemory.reflect` and :meth:`RunMemory.finish` after it: the
+result goes up to the caller, which rebuilds it when the reflector added a step;
+memory never rebuilds it. This is the layer *above* memory and the roles: the
+reflector's call for a run's lesson is made here, so ``concilium/memory/`` only
+stores and recalls, and never calls a model.
 
 The run-end lesson follows the team's ``memory:`` section:
 
@@ -138,19 +140,18 @@ class RunMemory:
             self.recorder.event({"type": "lesson", "id": lesson_id, "lesson": text,
                                  "outcome": outcome, "verified_by": verified_by})
 
-    async def close(
-        self, ctx: RunContext, task: str, state: dict[str, Any], result: RunResult,
-        rebuild: Any,
-    ) -> RunResult:
-        """Write the lesson (per policy), count the recalls, finish the ledger row.
-
-        ``rebuild()`` recomputes the result after the reflector's call added a step.
+    async def reflect(self, ctx: RunContext, task: str, state: dict[str, Any],
+                      result: RunResult) -> bool:
+        """Write the run's lesson (per the team's policy); ``True`` if the reflector was
+        called for it, so its step is one more in the run (the caller rebuilds the result).
         """
         self._closing = True  # from here on, a reflector step is the run-end lesson's own
         if self._pending:
             await asyncio.gather(*self._pending)
-        if await self._remember(ctx, task, state, result):
-            result = rebuild()
+        return await self._remember(ctx, task, state, result)
+
+    async def finish(self, result: RunResult) -> RunResult:
+        """Count the recalls and finish the ledger row; ``result`` with the lessons stored."""
         ids = [lesson.id for lesson in self.recalled]
         result.remembered = list(self.stored)
         if self.recorder is not None:  # queued: the run does not wait for the database
