@@ -14,5 +14,11 @@ from concilium.run.checkpoints import (
     thread_config,
 )
 
-__all__ = ["RedactingSerializer", "RunBusy", "checkpoint_path", "claim_run",
-           "open_checkpointer", "thread_config"]
+__all__ = [
+    "RedactingSerializer",
+    "RunBusy",
+    "checkpoint_path",
+    "claim_run",
+    "open_checkpointer",
+    "thread_config",
+]

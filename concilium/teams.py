@@ -29,7 +29,8 @@ ROLE_KINDS: tuple[str, ...] = registry.names()
 """The built-in role kinds (the registry, :mod:`concilium.agents.roles.registry`, has them
 all, added ones included)."""
 PROGRAM_AIDED_KINDS: tuple[str, ...] = tuple(
-    name for name, kind in registry.kinds().items() if kind.program_aided)
+    name for name, kind in registry.kinds().items() if kind.program_aided
+)
 
 __all__ = [
     "MAX_DEPTH",

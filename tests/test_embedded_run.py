@@ -30,15 +30,24 @@ RIGHT = "24 * 3 = 72. 72 + 5 = 77.\nAnswer: 77"
 
 
 def team(name: str, **limits: Any) -> dict[str, Any]:
-    return {"name": name, "strategy": "gvr", "limits": limits,
-            "roles": {"generator": {}, "verifier": {"check": "calculator"}, "refiner": {}}}
+    return {
+        "name": name,
+        "strategy": "gvr",
+        "limits": limits,
+        "roles": {"generator": {}, "verifier": {"check": "calculator"}, "refiner": {}},
+    }
 
 
 @pytest.fixture
 def memory(tmp_path: Path) -> Memory:
     memory = Memory.open(f"sqlite:///{tmp_path / 'embedded.db'}", redis_url=False)
-    memory.remember(LESSON, task="How much do 12 pencils cost at 2 dollars each, plus a bag?",
-                    namespace="shop", outcome="failure", verified_by="ground_truth")
+    memory.remember(
+        LESSON,
+        task="How much do 12 pencils cost at 2 dollars each, plus a bag?",
+        namespace="shop",
+        outcome="failure",
+        verified_by="ground_truth",
+    )
     return memory
 
 
@@ -75,9 +84,9 @@ async def test_a_node_calling_the_graph_recalls_and_records(memory: Memory) -> N
 
 
 async def test_the_graph_as_a_subgraph_keeps_its_budget_and_the_ledger_says_so(
-        memory: Memory) -> None:
-    inner = load_team(team("tight", max_llm_calls=2), model="scripted/er2").compile(
-        memory=memory)
+    memory: Memory,
+) -> None:
+    inner = load_team(team("tight", max_llm_calls=2), model="scripted/er2").compile(memory=memory)
     builder = StateGraph(RunState)
     builder.add_node("team", inner)  # the compiled team itself, as a subgraph
     builder.add_edge(START, "team")

@@ -69,8 +69,11 @@ def edges() -> dict[str, frozenset[str]]:
             parts = owner.split(".")
             for i in range(1, len(parts) + 1):  # the packages it sits in run first
                 enclosing = ".".join(parts[:i])
-                if enclosing in known and not name.startswith(enclosing + ".") and \
-                        enclosing != name:
+                if (
+                    enclosing in known
+                    and not name.startswith(enclosing + ".")
+                    and enclosing != name
+                ):
                     resolved.add(enclosing)
         graph[name] = frozenset(resolved)
     return graph
@@ -130,18 +133,63 @@ def _under(module: str, *prefixes: str) -> bool:
 RULES = [
     ("concilium.records", ("concilium",)),
     ("concilium.errors", ("concilium",)),
-    ("concilium.memory", ("concilium.agents", "concilium.graphs", "concilium.team",
-                          "concilium.teams", "concilium.run", "concilium.loader",
-                          "concilium.serve", "concilium.scale", "concilium.cli",
-                          "concilium.eval")),
-    ("concilium.spec", ("concilium.agents", "concilium.graphs", "concilium.run",
-                        "concilium.team", "concilium.loader", "concilium.memory")),
-    ("concilium.agents", ("concilium.graphs", "concilium.run", "concilium.team",
-                          "concilium.teams", "concilium.loader")),
-    ("concilium.graphs", ("concilium.run", "concilium.team", "concilium.teams",
-                          "concilium.loader", "concilium.memory")),
-    ("concilium.run", ("concilium.team", "concilium.teams", "concilium.serve",
-                       "concilium.scale", "concilium.cli", "concilium.eval")),
+    (
+        "concilium.memory",
+        (
+            "concilium.agents",
+            "concilium.graphs",
+            "concilium.team",
+            "concilium.teams",
+            "concilium.run",
+            "concilium.loader",
+            "concilium.serve",
+            "concilium.scale",
+            "concilium.cli",
+            "concilium.eval",
+        ),
+    ),
+    (
+        "concilium.spec",
+        (
+            "concilium.agents",
+            "concilium.graphs",
+            "concilium.run",
+            "concilium.team",
+            "concilium.loader",
+            "concilium.memory",
+        ),
+    ),
+    (
+        "concilium.agents",
+        (
+            "concilium.graphs",
+            "concilium.run",
+            "concilium.team",
+            "concilium.teams",
+            "concilium.loader",
+        ),
+    ),
+    (
+        "concilium.graphs",
+        (
+            "concilium.run",
+            "concilium.team",
+            "concilium.teams",
+            "concilium.loader",
+            "concilium.memory",
+        ),
+    ),
+    (
+        "concilium.run",
+        (
+            "concilium.team",
+            "concilium.teams",
+            "concilium.serve",
+            "concilium.scale",
+            "concilium.cli",
+            "concilium.eval",
+        ),
+    ),
 ]
 
 
@@ -149,7 +197,8 @@ RULES = [
 def test_a_layer_imports_nothing_above_it(layer: str, above: tuple[str, ...]) -> None:
     wrong = sorted(
         (module, target)
-        for module, targets in edges().items() if _under(module, layer)
+        for module, targets in edges().items()
+        if _under(module, layer)
         for target in targets
         if _under(target, *above) and not _under(target, layer)
     )

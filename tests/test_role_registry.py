@@ -31,16 +31,32 @@ SHORT = "17 * 24 + 3 = 411.\nAnswer: 411"
 # ---------------------------------------------------------------- the role kind's module
 
 
-async def summarize(ctx: RunContext, node: str, spec: RoleSpec, task: str,
-                    answer: Answer, *, round: int = 0) -> tuple[Answer, dict]:
+async def summarize(
+    ctx: RunContext, node: str, spec: RoleSpec, task: str, answer: Answer, *, round: int = 0
+) -> tuple[Answer, dict]:
     """The role's function: one call, parsed into an Answer."""
-    messages = render("summarizer", spec.prompt, task=task, answer=answer.text, length=12,
-                      format_hint=FORMAT_HINTS[ctx.team.answer.format], round=round)
+    messages = render(
+        "summarizer",
+        spec.prompt,
+        task=task,
+        answer=answer.text,
+        length=12,
+        format_hint=FORMAT_HINTS[ctx.team.answer.format],
+        round=round,
+    )
     result = await ctx.chat(node, spec, messages, kind="summarizer")
     short = Answer(text=result.text, value=extract(result.text, ctx.team.answer.format))
-    step = ctx.step(node=node, role="summarizer", round=round, messages=messages,
-                    result=result, parsed=short.model_dump(), answer=short.value,
-                    previous=answer.value, revision=True)
+    step = ctx.step(
+        node=node,
+        role="summarizer",
+        round=round,
+        messages=messages,
+        result=result,
+        parsed=short.model_dump(),
+        answer=short.value,
+        previous=answer.value,
+        revision=True,
+    )
     return short, step
 
 
@@ -51,8 +67,14 @@ async def node(ctx: RunContext, name: str, spec: RoleSpec, turn: Turn) -> Played
     return Played({"answer": found}, {"answer": found}, step)
 
 
-KIND = RoleKind("summarizer", frozenset({"answer", "length"}), Answer, node, answers=True,
-                prompt=Path(__file__).parent / "roles" / "summarizer.yaml")
+KIND = RoleKind(
+    "summarizer",
+    frozenset({"answer", "length"}),
+    Answer,
+    node,
+    answers=True,
+    prompt=Path(__file__).parent / "roles" / "summarizer.yaml",
+)
 
 
 # ---------------------------------------------------------------- the tests
@@ -65,9 +87,17 @@ def summarizer() -> Iterator[RoleKind]:
 
 
 def team(**summarizer_spec: object) -> dict:
-    return {"name": "summed", "strategy": {"name": "graph", "edges": [
-        {"from": "generator", "to": "summarizer"}, {"from": "summarizer", "to": "end"}]},
-        "roles": {"generator": {}, "summarizer": summarizer_spec}}
+    return {
+        "name": "summed",
+        "strategy": {
+            "name": "graph",
+            "edges": [
+                {"from": "generator", "to": "summarizer"},
+                {"from": "summarizer", "to": "end"},
+            ],
+        },
+        "roles": {"generator": {}, "summarizer": summarizer_spec},
+    }
 
 
 async def test_a_registered_kind_runs_as_a_custom_graph_node(summarizer: RoleKind) -> None:
@@ -75,7 +105,9 @@ async def test_a_registered_kind_runs_as_a_custom_graph_node(summarizer: RoleKin
     with scripted.use("rk1", script):
         result = await load_team(team(), model="scripted/rk1").arun(TASK, reference="411")
     assert [(s["node"], s["role"]) for s in result.steps] == [
-        ("generator", "generator"), ("summarizer", "summarizer")]
+        ("generator", "generator"),
+        ("summarizer", "summarizer"),
+    ]
     assert result.answer == "411" and result.answer_text == SHORT and result.correct
     system = result.steps[1]["messages"][0]["content"]
     assert system.startswith("You restate solutions in at most 12 words.")  # its prompt file
@@ -104,8 +136,7 @@ def test_it_is_unknown_outside_its_registration() -> None:
     assert "summarizer" not in team_json_schema()["properties"]["roles"]["properties"]
 
 
-def test_a_kind_cannot_be_registered_twice_nor_a_built_in_one_removed(
-        summarizer: RoleKind) -> None:
+def test_a_kind_cannot_be_registered_twice_nor_a_built_in_one_removed(summarizer: RoleKind) -> None:
     with pytest.raises(ValueError, match="registered already"):
         registry.register(KIND)
     with pytest.raises(ValueError, match="built in"):

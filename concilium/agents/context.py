@@ -26,7 +26,7 @@ from concilium.secrets import redact, redact_obj, secret_values
 from concilium.spec import RoleSpec, TeamSpec
 
 if TYPE_CHECKING:
-    from concilium.memory.journal import CallJournal
+    from concilium.memory.backend import CallLog
 
 __all__ = ["RunContext", "Step", "new_run_id"]
 
@@ -49,7 +49,7 @@ class RunContext:
     on_step: Callable[[Step], None] | None = None
     cache: ResponseCache | None = None
     """Model-response cache (the Redis layer's, when configured); ``None`` calls every time."""
-    journal: CallJournal | None = None
+    journal: CallLog | None = None
     """A durable run's completed calls: replayed instead of repeated when the run resumes."""
     managed: bool = False
     """Whether the run's recall, ledger and timeout are done around the graph (by

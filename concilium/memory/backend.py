@@ -53,9 +53,18 @@ class StepRecorder(Protocol):
 class RunLedger(Protocol):
     """Where runs are recorded."""
 
-    def start(self, *, run_id: str, team: str, team_hash: str, strategy: str, task: str,
-              reference: str | None = None, namespace: str | None = None,
-              recalled: Sequence[int] = ()) -> StepRecorder:
+    def start(
+        self,
+        *,
+        run_id: str,
+        team: str,
+        team_hash: str,
+        strategy: str,
+        task: str,
+        reference: str | None = None,
+        namespace: str | None = None,
+        recalled: Sequence[int] = (),
+    ) -> StepRecorder:
         """A new run's recorder (its row says ``running``)."""
 
     def reopen(self, run_id: str) -> StepRecorder | None:
@@ -81,14 +90,24 @@ class CallLog(Protocol):
 class MemoryBackend(Protocol):
     """Everything a run asks of memory."""
 
-    def recall(self, task: str, *, namespace: str, k: int = 3,
-               verified_only: bool = True) -> list[Lesson]:
+    def recall(
+        self, task: str, *, namespace: str, k: int = 3, verified_only: bool = True
+    ) -> list[Lesson]:
         """The ``k`` lessons most relevant to ``task`` in ``namespace``, best first."""
 
-    def remember(self, lesson: str, *, task: str, namespace: str, outcome: Any,
-                 verified_by: str | None = None, run_id: str | None = None,
-                 team: str | None = None, model: str | None = None,
-                 uid: str | None = None) -> int:
+    def remember(
+        self,
+        lesson: str,
+        *,
+        task: str,
+        namespace: str,
+        outcome: Any,
+        verified_by: str | None = None,
+        run_id: str | None = None,
+        team: str | None = None,
+        model: str | None = None,
+        uid: str | None = None,
+    ) -> int:
         """Store a lesson with its provenance (idempotent by ``uid``); returns its id."""
 
     def record_use(self, ids: Sequence[int], correct: bool | None) -> None:

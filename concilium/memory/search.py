@@ -13,8 +13,15 @@ from typing import Any
 
 from concilium.memory.db import driver_sql
 
-__all__ = ["ALL", "MAX_QUERY_TERMS", "POSTINGS_BUDGET", "candidates", "count_terms",
-           "namespace_token", "search_terms"]
+__all__ = [
+    "ALL",
+    "MAX_QUERY_TERMS",
+    "POSTINGS_BUDGET",
+    "candidates",
+    "count_terms",
+    "namespace_token",
+    "search_terms",
+]
 
 MAX_QUERY_TERMS = 8
 """Recall searches the full-text index by at most this many of a task's rarest terms..."""
@@ -32,10 +39,14 @@ def count_terms(session: Any, dialect: str, term_lists: list[str], sign: int) ->
     counts[ALL] = len(term_lists)
     # Sorted, so concurrent writers lock the same rows in the same order (no deadlock).
     params = [{"term": t, "docs": sign * n} for t, n in sorted(counts.items())]
-    session.connection().exec_driver_sql(driver_sql(
-        "INSERT INTO term_stats (term, docs) VALUES (:term, :docs) "
-        "ON CONFLICT (term) DO UPDATE SET docs = term_stats.docs + excluded.docs", dialect,
-    ), params)
+    session.connection().exec_driver_sql(
+        driver_sql(
+            "INSERT INTO term_stats (term, docs) VALUES (:term, :docs) "
+            "ON CONFLICT (term) DO UPDATE SET docs = term_stats.docs + excluded.docs",
+            dialect,
+        ),
+        params,
+    )
 
 
 def search_terms(terms: list[str], docs: dict[str, int]) -> list[str]:
@@ -63,8 +74,12 @@ def namespace_token(namespace: str) -> str:
 
 
 def candidates(
-    session: Any, dialect: str, weights: dict[str, float], namespace: str | None,
-    verified_only: bool, pool: int,
+    session: Any,
+    dialect: str,
+    weights: dict[str, float],
+    namespace: str | None,
+    verified_only: bool,
+    pool: int,
 ) -> dict[int, float]:
     """Lessons matching any searched term, scored by the summed weights of the terms they hold.
 
@@ -92,13 +107,19 @@ def candidates(
         params[f"w{i}"] = weight
         if dialect == "sqlite":
             params[f"q{i}"] = " AND ".join([f'terms : "{term}"', *meta])
-            parts.append(f"SELECT rowid AS id, :w{i} AS w FROM reflections_fts "
-                         f"WHERE reflections_fts MATCH :q{i}")
+            parts.append(
+                f"SELECT rowid AS id, :w{i} AS w FROM reflections_fts "
+                f"WHERE reflections_fts MATCH :q{i}"
+            )
         else:
             params[f"q{i}"] = term
-            parts.append(f"SELECT id, CAST(:w{i} AS float) AS w FROM reflections "
-                         f"WHERE tsv @@ to_tsquery('simple'::regconfig, :q{i}){filters}")
-    sql = (f"SELECT id, SUM(w) AS s FROM ({' UNION ALL '.join(parts)}) AS hits "
-           "GROUP BY id ORDER BY s DESC, id DESC LIMIT :n")
+            parts.append(
+                f"SELECT id, CAST(:w{i} AS float) AS w FROM reflections "
+                f"WHERE tsv @@ to_tsquery('simple'::regconfig, :q{i}){filters}"
+            )
+    sql = (
+        f"SELECT id, SUM(w) AS s FROM ({' UNION ALL '.join(parts)}) AS hits "
+        "GROUP BY id ORDER BY s DESC, id DESC LIMIT :n"
+    )
     rows = session.connection().exec_driver_sql(driver_sql(sql, dialect), params).all()
     return {int(rid): float(score) for rid, score in rows}

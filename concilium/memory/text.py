@@ -31,8 +31,13 @@ _STOP = frozenset(
 
 def stem(word: str) -> str:
     """A crude stem, enough to match plurals and tenses when re-ranking a few candidates."""
-    for suffix, repl, shortest in (("ies", "y", 5), ("es", "", 5), ("s", "", 4),
-                                   ("ing", "", 6), ("ed", "", 5)):
+    for suffix, repl, shortest in (
+        ("ies", "y", 5),
+        ("es", "", 5),
+        ("s", "", 4),
+        ("ing", "", 6),
+        ("ed", "", 5),
+    ):
         if word.endswith(suffix) and len(word) >= shortest and not word.endswith("ss"):
             return word[: -len(suffix)] + repl
     return word

@@ -43,8 +43,9 @@ def new_context(spec: TeamSpec, **kwargs: Any) -> RunContext:
     return RunContext(team=spec, **kwargs)
 
 
-def compile_team(spec: TeamSpec, checkpointer: Any = None, *, team: Any = None,
-                 memory: Any = None, **kwargs: Any) -> Any:
+def compile_team(
+    spec: TeamSpec, checkpointer: Any = None, *, team: Any = None, memory: Any = None, **kwargs: Any
+) -> Any:
     """``spec``'s graph compiled into a :class:`CompiledTeam`.
 
     Args:
@@ -69,8 +70,9 @@ def _modes(stream_mode: Any) -> tuple[list[str], bool]:
     return list(stream_mode), False
 
 
-def _split(chunk: Any, modes: list[str], single: bool, subgraphs: bool,
-           v2: bool) -> tuple[Any, Any]:
+def _split(
+    chunk: Any, modes: list[str], single: bool, subgraphs: bool, v2: bool
+) -> tuple[Any, Any]:
     """``(top-level state values or None, what the caller gets or _SKIP)`` of one chunk
     streamed with ``values`` added to the caller's modes."""
     if v2:  # {"type": mode, "ns": (...), "data": ...}
@@ -104,8 +106,9 @@ def _compiled_team_class() -> type:
         ``astream`` also does the run's memory, ledger and timeout.
         """
 
-        def __init__(self, *, spec: TeamSpec, team: Any = None, memory: Any = None,
-                     **kwargs: Any) -> None:
+        def __init__(
+            self, *, spec: TeamSpec, team: Any = None, memory: Any = None, **kwargs: Any
+        ) -> None:
             super().__init__(**kwargs)
             # In __dict__, so LangGraph's copy() keeps them.
             self.spec = spec
@@ -115,30 +118,43 @@ def _compiled_team_class() -> type:
         def _context(self, context: Any) -> Any:
             return new_context(self.spec) if context is None else context
 
-        def stream(self, input: Any, config: Any = None, *, context: Any = None,
-                   **kwargs: Any) -> Any:
-            return super().stream(input, config, context=self._context(context),
-                                  **kwargs)
+        def stream(
+            self, input: Any, config: Any = None, *, context: Any = None, **kwargs: Any
+        ) -> Any:
+            return super().stream(input, config, context=self._context(context), **kwargs)
 
-        def astream(self, input: Any, config: Any = None, *, context: Any = None,
-                    **kwargs: Any) -> Any:
+        def astream(
+            self, input: Any, config: Any = None, *, context: Any = None, **kwargs: Any
+        ) -> Any:
             ctx = self._context(context)
-            if (not isinstance(ctx, RunContext) or ctx.managed or not isinstance(input, dict)
-                    or "task" not in input):  # a managed run, a resume, a Command
+            if (
+                not isinstance(ctx, RunContext)
+                or ctx.managed
+                or not isinstance(input, dict)
+                or "task" not in input
+            ):  # a managed run, a resume, a Command
                 return super().astream(input, config, context=ctx, **kwargs)
             return self._carried(input, config, ctx, **kwargs)
 
-        async def _carried(self, input: dict[str, Any], config: Any, ctx: RunContext,
-                           *, stream_mode: Any = None, subgraphs: bool = False,
-                           **kwargs: Any) -> AsyncIterator[Any]:
+        async def _carried(
+            self,
+            input: dict[str, Any],
+            config: Any,
+            ctx: RunContext,
+            *,
+            stream_mode: Any = None,
+            subgraphs: bool = False,
+            **kwargs: Any,
+        ) -> AsyncIterator[Any]:
             """``astream`` for a run nobody manages: recall, ledger, timeout, lesson."""
             from concilium.run.memory import open_run_memory
             from concilium.run.result import result_of
 
             spec = self.spec
             task = str(input["task"])
-            mem = await open_run_memory(spec, ctx, task, lessons=input.get("lessons"),
-                                        memory=self.memory, record=None)
+            mem = await open_run_memory(
+                spec, ctx, task, lessons=input.get("lessons"), memory=self.memory, record=None
+            )
             if mem is not None and input.get("lessons") is None:
                 input = {**input, "lessons": mem.lessons}
             steps: list[Step] = []
@@ -152,8 +168,7 @@ def _compiled_team_class() -> type:
                     given(step)
 
             ctx.on_step, ctx.managed = collect, True  # a nested call does not record it again
-            modes, single = _modes(stream_mode if stream_mode is not None
-                                   else self.stream_mode)
+            modes, single = _modes(stream_mode if stream_mode is not None else self.stream_mode)
             inner: Sequence[str] = [*modes, *(["values"] if "values" not in modes else [])]
             v2 = kwargs.get("version") == "v2"
             state: dict[str, Any] = {}
@@ -165,8 +180,12 @@ def _compiled_team_class() -> type:
                 try:
                     async with asyncio.timeout(spec.limits.timeout_s):
                         async for chunk in super().astream(
-                            input, config, context=ctx, stream_mode=list(inner),
-                            subgraphs=subgraphs, **kwargs,
+                            input,
+                            config,
+                            context=ctx,
+                            stream_mode=list(inner),
+                            subgraphs=subgraphs,
+                            **kwargs,
                         ):
                             values, out = _split(chunk, modes, single, subgraphs, v2)
                             if isinstance(values, dict):
@@ -188,8 +207,9 @@ def _compiled_team_class() -> type:
                 if mem is not None:  # the lesson (per the team's memory policy), the row
 
                     def build() -> Any:
-                        result = result_of(spec, ctx, task, state, steps, status, reason,
-                                           error, start)
+                        result = result_of(
+                            spec, ctx, task, state, steps, status, reason, error, start
+                        )
                         result.lessons = list(input.get("lessons") or [])
                         result.remembered = list(mem.stored)
                         return result
