@@ -2,6 +2,8 @@
 
 The models are in :mod:`concilium.spec`, the loading (with the strategy checks) in
 :mod:`concilium.loader`; new code imports from there.
+(A package, not a module, so that git follows the old file's history, and the
+changes other branches make to it, to its new home.)
 """
 
 from __future__ import annotations
