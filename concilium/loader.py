@@ -20,7 +20,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from concilium.agents.roles import registry
 from concilium.graphs import STRATEGIES, check_team, strategy_module
 from concilium.spec import SCHEMA_URL, TeamSpec, parse_dict, parse_file, parse_text
 
@@ -76,6 +75,8 @@ def team_json_schema() -> dict[str, Any]:
         "description": "A strategy name, or {name: <strategy>, <its options>}.",
         "anyOf": [{"type": "string", "enum": list(STRATEGIES)}, *branches],
     }
+    from concilium.agents.roles import registry
+
     kinds = registry.names()
     kind = {"type": "string", "enum": list(kinds)}
     role = defs["RoleSpec"]["properties"]["role"]
