@@ -153,7 +153,7 @@ def test_the_wilson_and_newcombe_intervals() -> None:
     low, high = newcombe(56, 70, 48, 80, z=1.96)  # Newcombe (1998), table II, example (a)
     assert (round(low, 4), round(high, 4)) == (0.0524, 0.3339)
     low, high = newcombe(0, 10, 10, 10)
-    assert -1 <= low and high < 0
+    assert low >= -1 and high < 0
     low, high = newcombe(5, 10, 5, 10)
     assert low < 0 < high
 
