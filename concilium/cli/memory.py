@@ -208,8 +208,8 @@ def behaviors_command(
 
     table = Table("id", "namespace", "behavior", "uses (right/wrong)", "usefulness",
                   "source", "state", box=None, header_style="bold",
-                  caption=f"usefulness: accuracy of runs using it minus comparable runs "
-                          f"(same team and namespace) without it; {QUARANTINE_RULE}")
+                  caption="usefulness: runs using it vs comparable runs (same team and "
+                          f"namespace) without it; {QUARANTINE_RULE}")
     for row in rows:
         runs = row["source_runs"]
         source = (f"lessons {', '.join(map(str, row['source_lessons']))}"
