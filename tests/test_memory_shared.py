@@ -89,8 +89,8 @@ def _read(reader: Worker) -> str:
 
 
 def test_a_lesson_learned_in_one_process_is_recalled_in_another(
-    redis_server: RedisServer,
-    tmp_path: Path,  # noqa: F811
+    redis_server: RedisServer,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     env = {
         **os.environ,
