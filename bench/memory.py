@@ -220,6 +220,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=300, help="Team runs per ledger case.")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-ledger", action="store_true", help="Recall figures only.")
+    parser.add_argument("--namespaces", type=int, nargs="+", default=[1, 10],
+                        help="Namespace counts the lessons are spread over (one store each).")
     args = parser.parse_args()
     os.environ.setdefault("CONCILIUM_HOME", tempfile.mkdtemp(prefix="concilium-bench-"))
 
@@ -227,7 +229,7 @@ def main() -> None:
     held_out, known = pool[-args.queries:], pool[:-args.queries]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for namespaces in (1, 10):
+        for namespaces in args.namespaces:
             rows = corpus(known, args.n, namespaces)
             url = f"sqlite:///{tmp}/recall-{namespaces}.db"
             results.append(bench_recall(url, "sqlite", rows, held_out, namespaces))

@@ -218,3 +218,18 @@ def test_a_helpful_lesson_is_not_quarantined() -> None:
     assert lesson.use_count == 10
     with memory.db.session() as session:
         assert not session.get(Reflection, lesson.id).quarantined
+
+
+def test_a_quarantined_behavior_is_not_recalled_until_restored() -> None:
+    from concilium.memory.behaviors import recall_behaviors
+
+    memory = Memory.open()
+    behavior_id = _distilled(memory)
+    assert [b.id for b in recall_behaviors(memory, TASK, namespace="shop", k=3)] == [behavior_id]
+    done = runner.invoke(memory_cli.app, ["quarantine", "--behavior", str(behavior_id)])
+    assert done.exit_code == 0, done.output
+    assert recall_behaviors(memory, TASK, namespace="shop", k=3) == []
+    shown = json.loads(runner.invoke(memory_cli.app, ["behaviors", "--json"]).output)
+    assert shown["quarantined"] and shown["quarantine_reason"] == "by hand"
+    assert runner.invoke(memory_cli.app, ["restore", "-b", str(behavior_id)]).exit_code == 0
+    assert [b.id for b in recall_behaviors(memory, TASK, namespace="shop", k=3)] == [behavior_id]
