@@ -190,6 +190,9 @@ def test_a_lesson_that_makes_runs_fail_is_quarantined_and_can_be_restored() -> N
     assert memory.recall(TASK, namespace="shop") == []  # kept, not recalled
     assert memory.get(bad) is not None
     assert runs(1) == [True]
+    shown = runner.invoke(memory_cli.app, ["show", str(bad)])
+    assert "quarantined (automatic: 0/10 right with vs 10/10 without" in " ".join(
+        shown.output.split())
     restored = runner.invoke(memory_cli.app, ["restore", str(bad)])
     assert restored.exit_code == 0, restored.output
     assert [lesson.id for lesson in memory.recall(TASK, namespace="shop")] == [bad]

@@ -98,7 +98,9 @@ def search_command(
 def show_command(
     reflection_id: Annotated[int, typer.Argument(help="Lesson id.", show_default=False)],
 ) -> None:
-    """Show one lesson with its provenance and the behaviors distilled from it."""
+    """Show one lesson with its provenance, usefulness and the behaviors distilled from it."""
+    from concilium.memory.usefulness import usefulness
+
     memory = _memory()
     lesson = memory.get(reflection_id)
     if lesson is None:
@@ -112,6 +114,9 @@ def show_command(
         ("model", lesson.model or "-"), ("created", lesson.created_at),
         ("recalled", f"{lesson.use_count} times, followed by {lesson.success_count} right and "
                      f"{lesson.failure_count} wrong answers"),
+        ("usefulness", usefulness(memory, "lesson", lesson.id).summary()),
+        ("state", f"quarantined ({lesson.quarantine_reason})" if lesson.quarantined
+                  else "active"),
     ]
     for name, value in fields:
         out.print(f"{name + ':':<12} {value}")

@@ -149,7 +149,8 @@ def _undistilled(memory: Memory, namespace: str, verified_only: bool) -> list[Re
     """Reflections of a namespace that no behavior was distilled from yet, oldest first."""
     used = select(behavior_sources.c.reflection_id)
     query = (select(Reflection).where(Reflection.namespace == namespace)
-             .where(Reflection.id.not_in(used)).order_by(Reflection.id))
+             .where(Reflection.id.not_in(used)).order_by(Reflection.id)
+             .where(Reflection.quarantined.is_(False)))  # a harmful lesson teaches no behavior
     if verified_only:
         query = query.where(Reflection.checked.is_(True))
     with memory.db.session() as session:

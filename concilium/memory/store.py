@@ -126,6 +126,9 @@ class Lesson:
     failure_count: int = 0
     score: float = 0.0
     """Recall's ranking score (0 outside recall and search)."""
+    quarantined: bool = False
+    """Kept but never recalled (issue 13, ``memory/usefulness.py``)."""
+    quarantine_reason: str | None = None
 
     @property
     def usefulness(self) -> float:
@@ -141,6 +144,8 @@ class Lesson:
             run_id=row.run_id, team=row.team, model=row.model, created_at=row.created_at,
             use_count=row.use_count, success_count=row.success_count,
             failure_count=row.failure_count, score=score,
+            quarantined=bool(getattr(row, "quarantined", False)),
+            quarantine_reason=getattr(row, "quarantine_reason", None),
         )
 
     def to_json(self) -> dict[str, Any]:
