@@ -11,6 +11,7 @@ import asyncio
 import json
 
 import pytest
+from memory_fixtures import db_url  # noqa: F401 - a fixture
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -22,6 +23,7 @@ from concilium.memory.ledger import flush
 from concilium.memory.models import Behavior, MemoryUse, Reflection, StepRow
 from concilium.memory.store import Memory
 from concilium.memory.usefulness import newcombe, usefulness, wilson
+from concilium.settings import get_settings
 
 TASK = "A shop sells pencils at 17 cents each. How much do 24 pencils cost, plus a 3 cent bag?"
 RIGHT = "17 * 24 = 408. 408 + 3 = 411.\nAnswer: 411"
@@ -29,6 +31,14 @@ WRONG = "17 + 24 = 41.\nAnswer: 41"
 PROCEDURE = "Multiply the unit price by the count before adding the bag."
 
 runner = CliRunner()
+
+
+@pytest.fixture
+def memory(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Memory:  # noqa: F811
+    """The settings' memory (what runs and the CLI open) on SQLite, then on PostgreSQL."""
+    monkeypatch.setenv("CONCILIUM_DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    return Memory.open()
 
 
 def _distilled(memory: Memory) -> int:
@@ -50,8 +60,7 @@ def _distilled(memory: Memory) -> int:
     return made[0].id
 
 
-def test_a_distilled_behavior_reaches_the_prompt_and_its_use_is_counted() -> None:
-    memory = Memory.open()
+def test_a_distilled_behavior_reaches_the_prompt_and_its_use_is_counted(memory: Memory) -> None:
     behavior_id = _distilled(memory)
     team = load_team(
         {
@@ -98,8 +107,7 @@ def test_a_distilled_behavior_reaches_the_prompt_and_its_use_is_counted() -> Non
     assert "1/1 right with vs 0/0 without" in shown["usefulness_detail"]
 
 
-def test_a_behavior_that_shares_no_word_with_the_task_is_not_recalled() -> None:
-    memory = Memory.open()
+def test_a_behavior_that_shares_no_word_with_the_task_is_not_recalled(memory: Memory) -> None:
     _distilled(memory)
     team = load_team(
         {
@@ -117,8 +125,7 @@ def test_a_behavior_that_shares_no_word_with_the_task_is_not_recalled() -> None:
     assert result.steps[0]["behaviors"] == []
 
 
-def test_lessons_go_to_the_roles_the_team_file_names() -> None:
-    memory = Memory.open()
+def test_lessons_go_to_the_roles_the_team_file_names(memory: Memory) -> None:
     memory.remember(
         "Check the bag is added once.",
         task=TASK,
@@ -161,8 +168,7 @@ def test_the_wilson_and_newcombe_intervals() -> None:
 BAD = "Always add the numbers instead of multiplying them."
 
 
-def test_a_lesson_that_makes_runs_fail_is_quarantined_and_can_be_restored() -> None:
-    memory = Memory.open()
+def test_a_lesson_that_makes_runs_fail_is_quarantined_and_can_be_restored(memory: Memory) -> None:
     team = load_team(
         {"name": "shop", "strategy": "single", "roles": {"generator": {}}}, model="scripted/shop"
     )
@@ -192,7 +198,8 @@ def test_a_lesson_that_makes_runs_fail_is_quarantined_and_can_be_restored() -> N
     assert runs(1) == [True]
     shown = runner.invoke(memory_cli.app, ["show", str(bad)])
     assert "quarantined (automatic: 0/10 right with vs 10/10 without" in " ".join(
-        shown.output.split())
+        shown.output.split()
+    )
     restored = runner.invoke(memory_cli.app, ["restore", str(bad)])
     assert restored.exit_code == 0, restored.output
     assert [lesson.id for lesson in memory.recall(TASK, namespace="shop")] == [bad]
@@ -201,8 +208,7 @@ def test_a_lesson_that_makes_runs_fail_is_quarantined_and_can_be_restored() -> N
     assert runner.invoke(memory_cli.app, ["quarantine", "999"]).exit_code == 1
 
 
-def test_a_helpful_lesson_is_not_quarantined() -> None:
-    memory = Memory.open()
+def test_a_helpful_lesson_is_not_quarantined(memory: Memory) -> None:
     team = load_team(
         {"name": "shop", "strategy": "single", "roles": {"generator": {}}}, model="scripted/shop"
     )
@@ -223,10 +229,9 @@ def test_a_helpful_lesson_is_not_quarantined() -> None:
         assert not session.get(Reflection, lesson.id).quarantined
 
 
-def test_a_quarantined_behavior_is_not_recalled_until_restored() -> None:
+def test_a_quarantined_behavior_is_not_recalled_until_restored(memory: Memory) -> None:
     from concilium.memory.behaviors import recall_behaviors
 
-    memory = Memory.open()
     behavior_id = _distilled(memory)
     assert [b.id for b in recall_behaviors(memory, TASK, namespace="shop", k=3)] == [behavior_id]
     done = runner.invoke(memory_cli.app, ["quarantine", "--behavior", str(behavior_id)])
