@@ -22,17 +22,21 @@ TASK = "How much do 24 pencils cost at 17 cents each, plus a 3 cent bag?"
 
 def _pair(tmp_path: Path, url: str) -> tuple[Memory, Memory]:
     db = f"sqlite:///{(tmp_path / 'hot.db').as_posix()}"
-    return (Memory(open_database(db), RedisLayer(url, "hot-test:")),
-            Memory(open_database(db), RedisLayer(url, "hot-test:")))
+    return (
+        Memory(open_database(db), RedisLayer(url, "hot-test:")),
+        Memory(open_database(db), RedisLayer(url, "hot-test:")),
+    )
 
 
 def _remember(memory: Memory, lesson: str) -> int:
-    return memory.remember(lesson, task=TASK, namespace="shop", outcome="failure",
-                           verified_by="tool")
+    return memory.remember(
+        lesson, task=TASK, namespace="shop", outcome="failure", verified_by="tool"
+    )
 
 
 def test_a_write_in_one_process_invalidates_the_hot_set_of_all(
-    redis_server: RedisServer, tmp_path: Path,  # noqa: F811
+    redis_server: RedisServer,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     a, b = _pair(tmp_path, redis_server.url)
     assert b.recall(TASK, namespace="shop") == []
@@ -52,7 +56,8 @@ def test_a_write_in_one_process_invalidates_the_hot_set_of_all(
 
 
 def test_an_answer_computed_before_a_write_is_never_served_after_it(
-    redis_server: RedisServer, tmp_path: Path,  # noqa: F811
+    redis_server: RedisServer,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     a, b = _pair(tmp_path, redis_server.url)
     assert b.hot is not None
@@ -65,7 +70,8 @@ def test_an_answer_computed_before_a_write_is_never_served_after_it(
 
 
 def test_with_redis_stopped_recall_reads_sql_and_loses_nothing(
-    redis_server: RedisServer, tmp_path: Path,  # noqa: F811
+    redis_server: RedisServer,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     a, b = _pair(tmp_path, redis_server.url)
     first = _remember(a, "Multiply the price by the count first.")
