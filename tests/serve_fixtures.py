@@ -131,8 +131,8 @@ def start_server(tmp_path: Path, *, key: str | None = None, args: tuple[str, ...
         wait_for(healthy, what=f"the server's /health on port {port}")
     except AssertionError as error:
         process.kill()
-        log = (root / "server.log").read_text()
-        raise AssertionError(f"server did not start: {log}") from error
+        said = (root / "server.log").read_text()
+        raise AssertionError(f"server did not start: {said}") from error
     return server
 
 
