@@ -42,6 +42,7 @@ class Step(TypedDict, total=False):
     answer_changed: bool | None
     flip: str | None  # "right->wrong" | "wrong->right" when a reference is known
     at: float
+    behaviors: list[int]  # ids of the behaviors rendered into this call's prompt (issue 13)
 
 
 def new_run_id() -> str:

@@ -275,6 +275,23 @@ class MemorySpec(_Strict):
         True, description="Recall only lessons from runs whose outcome was checked "
         "(ground truth or a tool), not an LLM's opinion or nobody's.",
     )
+    # -- issue 13: which roles read memory, behaviors, quarantine (memory/behaviors.py) --
+    lessons_for: list[str] | None = Field(
+        None, description="Role kinds or role names whose prompts get the recalled lessons; "
+        "default: the roles each strategy hands them to (generator, refiner, debaters, ...).",
+    )
+    behaviors_k: int = Field(
+        0, ge=0, le=20, description="Behaviors (distilled procedures) recalled into the "
+        "prompts at run start; 0: none.",
+    )
+    behaviors_for: list[str] = Field(
+        default_factory=lambda: ["generator", "refiner", "debater", "critic"],
+        description="Role kinds or role names whose prompts get the recalled behaviors.",
+    )
+    quarantine: bool = Field(
+        True, description="Quarantine a lesson or behavior automatically once runs that use "
+        "it are reliably less often right than comparable runs that do not.",
+    )
 
 
 class TeamSpec(_Strict):

@@ -27,6 +27,7 @@ from concilium.spec import RoleSpec, TeamSpec
 
 if TYPE_CHECKING:
     from concilium.memory.backend import CallLog
+    from concilium.memory.behaviors import MemoryView
 
 __all__ = ["RunContext", "Step", "new_run_id"]
 
@@ -54,6 +55,8 @@ class RunContext:
     managed: bool = False
     """Whether the run's recall, ledger and timeout are done around the graph (by
     ``concilium.run.execute``); if not, the compiled team graph does them itself."""
+    memory_view: MemoryView | None = None
+    """The lessons and behaviors each role reads (``memory.lessons_for``/``behaviors_for``)."""
     _seen: dict[str, int] = field(default_factory=dict, repr=False)
 
     # ---------------------------------------------------------------- models
@@ -183,6 +186,13 @@ class RunContext:
         nth = self._seen[base] = self._seen.get(base, -1) + 1
         return call_key(base, nth)
 
+    def memory_vars(self, node: str, kind: str,
+                    lessons: list[str] | None = None) -> dict[str, list[str]]:
+        """The ``lessons`` and ``behaviors`` prompt variables of role instance ``node``."""
+        if self.memory_view is None:
+            return {"lessons": list(lessons or []), "behaviors": []}
+        return self.memory_view.vars_for(node, kind, lessons)
+
     # ---------------------------------------------------------------- ledger
 
     def step(
@@ -237,6 +247,8 @@ class RunContext:
             "flip": None,
             "at": time.time(),
         }
+        if self.memory_view is not None and result is not None:
+            step["behaviors"] = self.memory_view.seen(messages)
         if revision:
             step["answer_changed"] = not self.same(previous, answer)
             step["flip"] = self.flip(previous, answer)

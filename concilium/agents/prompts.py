@@ -73,7 +73,7 @@ def render(kind: str, override: PromptSpec | None, **variables: Any) -> list[dic
         "system": (override.system if override and override.system is not None else base["system"]),
         "user": (override.user if override and override.user is not None else base["user"]),
     }
-    values = {"lessons": [], "round": 0, **variables}
+    values = {"lessons": [], "behaviors": [], "round": 0, **variables}
     messages = []
     for role in ("system", "user"):
         content = _compiled(templates[role]).render(**values).strip()

@@ -111,6 +111,13 @@ def check_kinds(spec: TeamSpec) -> tuple[tuple[Any, ...], str] | None:
         if role.program_aided is not None and not kind.program_aided:
             return ("roles", key, "program_aided"), (
                 "only a generator, a debater or a refiner can be program-aided")
+    roles = {*known, *spec.roles}  # memory.lessons_for / behaviors_for: kinds or our roles
+    for name in ("lessons_for", "behaviors_for"):
+        for entry in getattr(spec.memory, name) or []:
+            if entry not in roles:
+                return ("memory", name), (
+                    f"unknown role {entry!r}; name a role kind ({', '.join(known)}) or a role "
+                    "of this team")
     return None
 
 

@@ -17,6 +17,9 @@ distilling behaviors with a model is in :mod:`concilium.run.distill`.
 - ``journal.py``: a durable run's completed model calls, replayed on resume.
 - ``redis_layer.py``: response cache, hot reflections, live run events, locks; degrades
   to SQL alone with one warning when Redis goes away.
+- ``behaviors.py``: behaviors recalled for a task, and what each role's prompt gets.
+- ``usefulness.py``: runs that used a lesson or behavior vs comparable runs; quarantine.
+- ``hot.py``: the namespace's hot set in Redis (recall answers, behaviors), versioned.
 - ``migrations/``: the Alembic schema, applied on first open.
 
 Names are imported lazily so ``import concilium.memory`` does not load SQLAlchemy.

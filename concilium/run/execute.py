@@ -158,7 +158,10 @@ async def execute(
         from concilium.run.memory import open_run_memory
 
         mem = await open_run_memory(spec, ctx, run["task"], lessons=run["lessons"],
-                                    memory=memory, record=record, resume=resume)
+                                    memory=memory, record=record, resume=resume,
+                                    behaviors=run.get("behaviors"))
+        if mem is not None:  # issue 13: a resumed run reads the same behaviors
+            run["behaviors"] = [b.to_json() for b in mem.behaviors]
         lessons = run["lessons"]
         if mem is not None and lessons is None:
             lessons = mem.lessons
@@ -195,7 +198,7 @@ async def execute(
     if mem is not None:  # the lesson (per the team's memory policy), then the ledger row
         if await mem.reflect(ctx, run["task"], state, result):
             result = build()  # with the reflector's step
-        result = await mem.finish(result)
+        result = await mem.finish(ctx, result)
     if status == "failed":
         raise RunFailed(error or "run failed", result)
     return result

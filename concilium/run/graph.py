@@ -215,7 +215,7 @@ def _compiled_team_class() -> type:
                         return result
 
                     await mem.reflect(ctx, task, state, build())
-                    await mem.finish(build())  # built after the reflector's step, if any
+                    await mem.finish(ctx, build())  # built after the reflector's step, if any
             finally:
                 ctx.on_step, ctx.managed = given, False
             if stop is not None:

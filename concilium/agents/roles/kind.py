@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 
 __all__ = ["COMMON_VARIABLES", "Played", "RoleKind", "Turn"]
 
-COMMON_VARIABLES: frozenset[str] = frozenset({"task", "format_hint", "lessons", "round"})
+COMMON_VARIABLES: frozenset[str] = frozenset(
+    {"task", "format_hint", "lessons", "behaviors", "round"}
+)
 """Template variables every role kind's prompt may use."""
 
 
