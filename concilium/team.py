@@ -39,9 +39,9 @@ if TYPE_CHECKING:
 
 __all__ = ["RunFailed", "RunNotResumable", "RunResult", "Team", "Usage", "load_team", "resume_run"]
 
-Ask = Callable[[dict[str, Any]], "str | Awaitable[str]"]
+Ask = Callable[[dict[str, Any]], "str | None | Awaitable[str | None]"]
 """Puts a paused run's question (``{id, node, kind, question, hint}``) to a person and
-returns their reply (or an awaitable of it)."""
+returns their reply (or an awaitable of it); ``None`` leaves the run paused."""
 
 
 class Usage(BaseModel):
@@ -393,6 +393,8 @@ class Team:
             pending = _pending(await graph.aget_state(config)) if saver is not None else []
             while pending and status == "ok" and ask is not None:  # a person at hand
                 reply = await _call(ask, pending[0])
+                if reply is None:  # not now: the run stays paused
+                    break
                 ctx.restore((await graph.aget_state(config)).values.get("steps") or [])
                 ctx.rewind()  # the node asking runs again: its calls come from the journal
                 state, status, reason, error, _ = await self._drive(
@@ -652,14 +654,15 @@ def _answering(question: dict[str, Any], reply: str) -> Any:
     return Command(resume={question["id"]: reply})
 
 
-async def _call(ask: Ask, question: dict[str, Any]) -> str:
+async def _call(ask: Ask, question: dict[str, Any]) -> str | None:
     """``ask(question)`` off the event loop (it may block on a terminal), awaited if async."""
     import inspect
 
-    if inspect.iscoroutinefunction(ask):
-        return str(await ask(question))
-    reply = await asyncio.to_thread(ask, question)
-    return str(await reply if inspect.isawaitable(reply) else reply)
+    reply: Any = await ask(question) if inspect.iscoroutinefunction(ask) else \
+        await asyncio.to_thread(ask, question)
+    if inspect.isawaitable(reply):
+        reply = await reply
+    return None if reply is None else str(reply)
 
 
 async def resume_run(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph import StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Command
@@ -65,7 +66,8 @@ def _gated(inner: Any, node: str, when: Literal["before", "after"], team: TeamSp
     from concilium.agents.answers import extract
     from concilium.agents.roles.human import KIND, gate, read_reply
 
-    async def run(state: dict[str, Any], config: Any, runtime: Runtime[RunContext]) -> Any:
+    async def run(state: dict[str, Any], config: RunnableConfig,
+                  runtime: Runtime[RunContext]) -> Any:
         ctx = runtime.context
         number = int(state.get("round", 0) or 0)
         if when == "before":
