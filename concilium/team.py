@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from concilium.memory.hooks import RunMemory
     from concilium.memory.store import Memory
 
-__all__ = ["RunFailed", "RunNotResumable", "RunResult", "Team", "Usage", "load_team", "resume_run"]
+__all__ = ["RunFailed", "RunNotResumable", "RunResult", "Team", "Usage", "load_team",
+           "pending_questions", "resume_run"]
 
 Ask = Callable[[dict[str, Any]], "str | None | Awaitable[str | None]"]
 """Puts a paused run's question (``{id, node, kind, question, hint}``) to a person and
@@ -312,6 +313,7 @@ class Team:
         own_saver: bool = False,
         answer: str | None = None,
         ask: Ask | None = None,
+        question: str | None = None,
     ) -> RunResult:
         self.check_models()
         from concilium.settings import get_settings
@@ -384,10 +386,13 @@ class Team:
             pending: list[dict[str, Any]] = []
             if resume and answer is not None:
                 pending = _pending(await graph.aget_state(config))
-                if not pending:
-                    raise RunNotResumable(f"run {run_id!r} is not waiting for an answer; "
-                                          f"resume it without one")
-                first = _answering(pending[0], answer)
+                chosen = [q for q in pending if question in (None, q["id"])]
+                if not chosen:
+                    raise RunNotResumable(
+                        f"run {run_id!r} is not waiting for an answer" if not pending else
+                        f"run {run_id!r} has no pending question {question!r}; its "
+                        f"questions: {', '.join(q['id'] for q in pending)}")
+                first = _answering(chosen[0], answer)
             state, status, reason, error, start = await self._drive(graph, first, ctx, config,
                                                                     mem)
             pending = _pending(await graph.aget_state(config)) if saver is not None else []
@@ -674,6 +679,7 @@ async def resume_run(
     limits: dict[str, Any] | None = None,
     answer: str | None = None,
     ask: Ask | None = None,
+    question: str | None = None,
 ) -> RunResult:
     """Finish a killed or stopped durable run, rebuilding its team from its checkpoint.
 
@@ -682,7 +688,8 @@ async def resume_run(
     e.g. ``{"max_llm_calls": 40}`` to go on after a budget stop.
 
     A run paused for a person goes on with ``answer``, their reply to its first pending
-    question (``RunResult.pending``), or asks ``ask`` as :meth:`Team.arun` does.
+    question (``RunResult.pending``; ``question``: the id of another one), or asks
+    ``ask`` as :meth:`Team.arun` does.
 
     Raises:
         RunNotResumable: no checkpoint of ``run_id`` exists, or ``answer`` was given to a
@@ -704,7 +711,24 @@ async def resume_run(
             spec = {**spec, "limits": {**spec.get("limits", {}), **limits}}
         team = Team(spec_from_dict(spec), source=saved.get("source")).with_model(model)
         return await team._resume_claimed(run_id, saver, on_step=on_step, memory=memory,
-                                          answer=answer, ask=ask)
+                                          answer=answer, ask=ask, question=question)
+
+
+async def pending_questions(run_id: str, *, memory: Memory | bool | None = None,
+                            ) -> list[dict[str, Any]]:
+    """What paused run ``run_id`` asks a person, read from its checkpoint (``[]``: none).
+
+    Works in any process that shares the run's database, so a restarted service still
+    shows the question of a run paused before the restart.
+    """
+    from concilium.checkpoints import open_checkpointer, thread_config
+
+    async with open_checkpointer(_memory_url(memory)) as saver:
+        meta = _run_metadata(await saver.aget_tuple(thread_config(run_id)))
+        if meta is None:
+            return []
+        team = Team(spec_from_dict(meta["team"]["spec"]), source=meta["team"].get("source"))
+        return _pending(await team._graph(saver).aget_state(thread_config(run_id)))
 
 
 def load_team(source: str | Path | dict[str, Any], *, model: str | None = None) -> Team:
