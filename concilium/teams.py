@@ -434,7 +434,10 @@ class TeamSpec(_Strict):
         are dropped: ``model`` is called where litellm sends it by default.
         """
         unrouted = {"api_base": None, "api_key_env": None, "extra_headers": None}
-        roles = {k: r.model_copy(update={"model": model, **unrouted})
+        roles = {k: r.model_copy(update={
+                     "model": model, **unrouted,
+                     **({"team": r.team.with_model(model)} if isinstance(r.team, TeamSpec)
+                        else {})})
                  for k, r in self.roles.items()}
         return self.model_copy(update={"model": model, "roles": roles, **unrouted})
 

@@ -39,10 +39,11 @@ VARIABLES: dict[str, set[str]] = {
     "human": {"plays", "question", "instructions"},
 }
 """Template variables each role kind provides."""
-DECLARED_VARIABLES: set[str] = _COMMON | {"answer", "final", "feedback", "answers"}
+DECLARED_VARIABLES: set[str] = _COMMON | {"answer", "final", "feedback", "answers", "notes"}
 """Template variables of a kind a team file declares (``kinds:``): the task, the current
-answer (``answer``: its text, ``final``: its value), the newest feedback, and every
-answering node's latest answer (``answers``: ``{name, text, value}``)."""
+answer (``answer``: its text, ``final``: its value), the newest feedback, every
+answering node's latest answer (``answers``: ``{name, text, value}``) and every
+text-giving node's latest text (``notes``: ``{name, text}``)."""
 
 # Sandboxed: templates come from user files and must not reach Python internals.
 _env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)

@@ -114,7 +114,13 @@ async def act(ctx: RunContext, node: str, kind: str, spec: RoleSpec, order: list
         from concilium.graphs.subteam import run_team
 
         assert isinstance(spec.team, TeamSpec)  # inlined at load (concilium.kinds)
-        inner = await run_team(ctx, node, spec.team, task, lessons=lessons)
+        others = _answers(state, _answering(ctx, ("debater", "generator", "team")),
+                          but=node) if visits else []
+        asked = task if not others else "\n\n".join([
+            task, "Solutions from the others:",
+            *(f"[{o['name']}]\n{o['text']}" for o in others),
+            "Check your reasoning against them and give an updated solution."])
+        inner = await run_team(ctx, node, spec.team, asked, lessons=lessons)
         if inner.get("answer"):
             update["answer"] = result["answer"] = inner["answer"]
         result["stop_reason"] = inner.get("stop_reason")
@@ -125,7 +131,10 @@ async def act(ctx: RunContext, node: str, kind: str, spec: RoleSpec, order: list
         output = ctx.team.kinds[kind].output
         parsed, step = await perform(ctx, node, spec, kind, task, answer=current_answer,
                                      feedback=_feedback(state), lessons=lessons, round=number,
-                                     answers=_answers(state, _answering(ctx, ANSWERING)))
+                                     answers=_answers(state, _answering(ctx, ANSWERING)),
+                                     notes=[{"name": n, "text": r["text"]} for n, r in
+                                            (state.get("results") or {}).items()
+                                            if r.get("text") is not None and n != node])
         if output == "answer":
             update["answer"] = result["answer"] = parsed
         elif output == "verdict":

@@ -51,7 +51,7 @@ async def run_team(ctx: RunContext, node: str, spec: TeamSpec, task: str, *,
     ctx._check_budget()
     parent = ctx.on_step
     inner = RunContext(
-        team=spec, run_id=ctx.run_id, default_model=ctx.default_model,
+        team=spec, run_id=ctx.run_id, default_model=ctx.team.model or ctx.default_model,
         reference=ctx.reference, reveal_reference=ctx.reveal_reference, seed=ctx.seed,
         cache=ctx.cache, journal=ctx.journal,
         on_step=(lambda step: parent(_prefixed(node, step))) if parent else None)

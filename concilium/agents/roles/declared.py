@@ -47,7 +47,8 @@ def _templates(kind: KindSpec, spec: RoleSpec) -> PromptSpec:
 async def perform(
     ctx: RunContext, node: str, spec: RoleSpec, name: str, task: str, *,
     answer: Answer, feedback: str = "", answers: list[dict[str, Any]] | None = None,
-    lessons: list[str] | None = None, round: int = 0,
+    notes: list[dict[str, Any]] | None = None, lessons: list[str] | None = None,
+    round: int = 0,
 ) -> tuple[dict[str, Any], Step]:
     """One call of declared kind ``name`` for node ``node``.
 
@@ -62,7 +63,8 @@ async def perform(
                       format_hint=FORMAT_HINTS[fmt.format], lessons=lessons or [],
                       round=round, answer=answer.text,
                       final=answer.value if answer.value is not None else "(none given)",
-                      feedback=feedback, answers=list(answers or []))
+                      feedback=feedback, answers=list(answers or []),
+                      notes=list(notes or []))
     result = await ctx.chat(node, spec, messages, kind=name, schema=_SCHEMAS.get(kind.output))
     text = result.text
     parsed: dict[str, Any]
