@@ -731,6 +731,12 @@ def team_json_schema() -> dict[str, Any]:
                       {"required": ["team"]}],
         },
     }
+    # A team without `kinds:` has only the built-in kinds: say so, so a typo is flagged.
+    strict = {"properties": {"role": {"anyOf": [{"enum": list(ROLE_KINDS)},
+                                                {"type": "null"}]}}}
+    schema["if"] = {"required": ["kinds"]}
+    schema["else"] = {"properties": {"roles": {
+        "properties": dict.fromkeys(ROLE_KINDS, strict), "additionalProperties": strict}}}
     schema["$id"] = SCHEMA_URL
     schema["title"] = "concilium team"
     return schema
