@@ -44,36 +44,46 @@ def check_kinds(spec: TeamSpec) -> str | None:
         if name in ROLE_KINDS or name == "team":
             return f"kinds.{name}: {name!r} is a built-in kind; give yours another name"
         if not _NAME.match(name):
-            return (f"kinds.{name}: a kind's name is lower case letters, digits and _, "
-                    "starting with a letter")
+            return (
+                f"kinds.{name}: a kind's name is lower case letters, digits and _, "
+                "starting with a letter"
+            )
         if not graph:
-            return (f"kinds.{name}: kinds of a team's own are nodes of a custom graph "
-                    "(strategy: graph)")
+            return (
+                f"kinds.{name}: kinds of a team's own are nodes of a custom graph (strategy: graph)"
+            )
     known = [*ROLE_KINDS, *spec.kinds]
     for key, role in spec.roles.items():
         if role.team is not None:
             if not graph:
                 return f"roles.{key}.team: a team as a node needs strategy: graph"
             if isinstance(role.team, str):
-                return (f"roles.{key}.team: the path {role.team!r} is read when the team is "
-                        "loaded from a file (load_spec / load_team with a path)")
+                return (
+                    f"roles.{key}.team: the path {role.team!r} is read when the team is "
+                    "loaded from a file (load_spec / load_team with a path)"
+                )
             if role.role is not None or role.plays is not None:
                 return f"roles.{key}: a team node has no `role` or `plays`"
             continue
         kind = role.role or key
         if kind not in known:
-            return (f"roles.{key}: unknown role kind {kind!r}; valid kinds: "
-                    f"{', '.join(known)} (set `role:` when the key is an instance name)")
+            return (
+                f"roles.{key}: unknown role kind {kind!r}; valid kinds: "
+                f"{', '.join(known)} (set `role:` when the key is an instance name)"
+            )
         if kind == "human":
             plays = role.plays or key
             playable = [*PLAYABLE_KINDS, *spec.kinds]
             if plays not in playable:
                 where = "plays" if role.plays else "role"
-                return (f"roles.{key}.{where}: a person plays a role kind: set `plays:` to "
-                        f"one of {', '.join(playable)}")
+                return (
+                    f"roles.{key}.{where}: a person plays a role kind: set `plays:` to "
+                    f"one of {', '.join(playable)}"
+                )
             if role.check is not None or role.program_aided is not None:
-                return (f"roles.{key}: a person is asked, not a tool: drop `check` and "
-                        "`program_aided`")
+                return (
+                    f"roles.{key}: a person is asked, not a tool: drop `check` and `program_aided`"
+                )
         elif role.plays is not None:
             return f"roles.{key}.plays: only a `role: human` plays another kind"
         if kind in spec.kinds and not graph:
@@ -81,8 +91,9 @@ def check_kinds(spec: TeamSpec) -> str | None:
     return None
 
 
-def inline_teams(data: dict[str, Any], source: str, *, depth: int = 0,
-                 seen: tuple[str, ...] = ()) -> dict[str, Any]:
+def inline_teams(
+    data: dict[str, Any], source: str, *, depth: int = 0, seen: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """``data`` with every role's ``team: <path>`` replaced by that team file's contents.
 
     Paths are relative to ``source``'s directory. Each file is validated as a team on
@@ -93,7 +104,8 @@ def inline_teams(data: dict[str, Any], source: str, *, depth: int = 0,
     """
     roles = data.get("roles")
     if not isinstance(roles, dict) or not any(
-            isinstance(r, dict) and isinstance(r.get("team"), str) for r in roles.values()):
+        isinstance(r, dict) and isinstance(r.get("team"), str) for r in roles.values()
+    ):
         return data
     from concilium.teams import _dotted, load_spec
 
@@ -106,8 +118,7 @@ def inline_teams(data: dict[str, Any], source: str, *, depth: int = 0,
         path = (base / role["team"]).resolve()
         field = _dotted(("roles", key, "team"))
         if str(path) in (*seen, here):
-            raise TeamFileError(source, f"team {role['team']!r} includes itself",
-                                field=field)
+            raise TeamFileError(source, f"team {role['team']!r} includes itself", field=field)
         if depth + 1 > MAX_TEAM_DEPTH:
             raise TeamFileError(source, f"teams nest deeper than {MAX_TEAM_DEPTH}", field=field)
         inner = load_spec(path, _depth=depth + 1, _seen=(*seen, here))

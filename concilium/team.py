@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["RunFailed", "RunNotResumable", "RunResult", "Team", "Usage", "load_team",
            "pending_questions", "resume_run"]
 
-Ask = Callable[[dict[str, Any]], "str | None | Awaitable[str | None]"]
+Ask = Callable[[dict[str, Any]], "str | Awaitable[str | None] | None"]
 """Puts a paused run's question (``{id, node, kind, question, hint}``) to a person and
 returns their reply (or an awaitable of it); ``None`` leaves the run paused."""
 
@@ -393,6 +393,7 @@ class Team:
                         f"run {run_id!r} has no pending question {question!r}; its "
                         f"questions: {', '.join(q['id'] for q in pending)}")
                 first = _answering(chosen[0], answer)
+            status: Literal["ok", "stopped", "failed", "paused"]
             state, status, reason, error, start = await self._drive(graph, first, ctx, config,
                                                                     mem)
             pending = _pending(await graph.aget_state(config)) if saver is not None else []

@@ -64,24 +64,45 @@ def complete(words: str, env: dict[str, str]) -> list[str]:
     """What bash completion offers for ``words`` (the last one being typed)."""
     parts = words.split(" ")
     done = subprocess.run(
-        [sys.executable, "-c", CLI], capture_output=True, text=True, timeout=120,
-        env={**env, "_CONCILIUM_COMPLETE": "complete_bash", "COMP_WORDS": words,
-             "COMP_CWORD": str(len(parts) - 1)})
+        [sys.executable, "-c", CLI],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **env,
+            "_CONCILIUM_COMPLETE": "complete_bash",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(parts) - 1),
+        },
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.split()
 
 
 def test_shell_completion_is_installable_and_completes_commands(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO),
-                                                        os.environ.get("PYTHONPATH", "")]),
-           "CONCILIUM_HOME": str(tmp_path / "home"), "SHELL": "/bin/bash",
-           "HOME": str(tmp_path)}
-    shown = subprocess.run([sys.executable, "-c", CLI, "--show-completion", "bash"],
-                           capture_output=True, text=True, timeout=120, env=env)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "CONCILIUM_HOME": str(tmp_path / "home"),
+        "SHELL": "/bin/bash",
+        "HOME": str(tmp_path),
+    }
+    shown = subprocess.run(
+        [sys.executable, "-c", CLI, "--show-completion", "bash"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert shown.returncode == 0, shown.stderr
     assert "_CONCILIUM_COMPLETE=complete_bash" in shown.stdout
-    installed = subprocess.run([sys.executable, "-c", CLI, "--install-completion", "bash"],
-                               capture_output=True, text=True, timeout=120, env=env)
+    installed = subprocess.run(
+        [sys.executable, "-c", CLI, "--install-completion", "bash"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert installed.returncode == 0, installed.stderr
     assert "concilium" in (tmp_path / ".bashrc").read_text()
     assert complete("concilium ru", env) == ["run", "runs"]

@@ -32,8 +32,12 @@ EXAMPLES = REPO / "examples" / "teams"
 
 
 def gvr_human() -> dict[str, Any]:
-    return {"name": "h", "strategy": "gvr", "limits": {"max_rounds": 2},
-            "roles": {"generator": {}, "verifier": {"role": "human"}, "refiner": {}}}
+    return {
+        "name": "h",
+        "strategy": "gvr",
+        "limits": {"max_rounds": 2},
+        "roles": {"generator": {}, "verifier": {"role": "human"}, "refiner": {}},
+    }
 
 
 def kinds(result: Any) -> list[tuple[str, str]]:
@@ -56,8 +60,12 @@ async def test_a_person_rejects_and_the_refiner_gets_their_reason() -> None:
         done = await resume_run("h-1", answer="yes")
     assert done.status == "ok" and done.stop_reason == "verifier accepted"
     assert done.answer == "411" and done.correct is True
-    assert kinds(done) == [("generator", "llm"), ("verifier", "human"), ("refiner", "llm"),
-                           ("verifier", "human")]
+    assert kinds(done) == [
+        ("generator", "llm"),
+        ("verifier", "human"),
+        ("refiner", "llm"),
+        ("verifier", "human"),
+    ]
     assert "no, 17 * 24 is 408" in script.calls[1].text  # the refiner read the reason
     assert done.usage.llm_calls == 2 and done.usage.tool_calls == 0
     assert done.flips["wrong->right"] == 1
@@ -82,8 +90,9 @@ async def test_ask_answers_at_once_and_nothing_is_paid_twice() -> None:
 async def test_answering_a_run_that_does_not_wait_is_refused() -> None:
     team = {"name": "s", "strategy": "single", "roles": {"generator": {}}}
     with scripted.use("h3", scripted.Script({"generator": [WRONG]})):
-        await load_team(team, model="scripted/h3").arun(TASK, run_id="h-3", durable=True,
-                                                        record=True)
+        await load_team(team, model="scripted/h3").arun(
+            TASK, run_id="h-3", durable=True, record=True
+        )
     with pytest.raises(RunNotResumable):
         await resume_run("h-3", answer="yes")
 
@@ -102,16 +111,24 @@ async def test_a_person_is_one_debater_and_sees_the_others() -> None:
     assert sorted(s["kind"] for s in done.steps) == ["human", "human", "llm", "llm"]
 
 
-GATED = {"name": "g", "strategy": "gvr", "limits": {"max_rounds": 1},
-         "roles": {"generator": {"interrupt": "after"}, "verifier": {"check": "calculator"},
-                   "refiner": {"interrupt": "before"}}}
+GATED = {
+    "name": "g",
+    "strategy": "gvr",
+    "limits": {"max_rounds": 1},
+    "roles": {
+        "generator": {"interrupt": "after"},
+        "verifier": {"check": "calculator"},
+        "refiner": {"interrupt": "before"},
+    },
+}
 
 
 async def test_after_a_node_a_person_corrects_its_answer() -> None:
     replies = iter(["17 * 24 = 408, so 411.\nAnswer: 411"])
     with scripted.use("h5", scripted.Script({"generator": [WRONG]})) as script:
         result = await load_team(GATED, model="scripted/h5").arun(
-            TASK, ask=lambda q: next(replies), reference="411")
+            TASK, ask=lambda q: next(replies), reference="411"
+        )
     assert result.status == "ok" and result.answer == "411" and result.correct
     assert script.count() == 1 and result.stop_reason == "verifier accepted"
     person = result.steps[1]
@@ -134,19 +151,33 @@ async def test_before_a_node_a_person_may_stop_the_run() -> None:
 
 
 async def test_a_person_plays_a_kind_the_team_declares() -> None:
-    team = {"name": "d", "strategy": {"name": "graph", "edges": [
+    team = {
+        "name": "d",
+        "strategy": {
+            "name": "graph",
+            "edges": [
                 {"from": "solver", "to": "checker"},
                 {"from": "checker", "to": "end", "when": "verdict.accepted"},
-                {"from": "checker", "to": "solver", "when": "rounds < 1"}],
-                "finish": ["checker"]},
-            "kinds": {"auditor": {"output": "verdict", "prompt": {
-                "system": "Audit the arithmetic.", "user": "{{ task }} -> {{ final }}"}}},
-            "roles": {"solver": {"role": "generator"},
-                      "checker": {"role": "human", "plays": "auditor"}}}
+                {"from": "checker", "to": "solver", "when": "rounds < 1"},
+            ],
+            "finish": ["checker"],
+        },
+        "kinds": {
+            "auditor": {
+                "output": "verdict",
+                "prompt": {"system": "Audit the arithmetic.", "user": "{{ task }} -> {{ final }}"},
+            }
+        },
+        "roles": {
+            "solver": {"role": "generator"},
+            "checker": {"role": "human", "plays": "auditor"},
+        },
+    }
     seen: list[dict[str, Any]] = []
     with scripted.use("h7", scripted.Script({"solver": [WRONG, RIGHT]})):
         result = await load_team(team, model="scripted/h7").arun(
-            TASK, ask=lambda q: seen.append(q) or ("no" if len(seen) == 1 else "yes"))
+            TASK, ask=lambda q: seen.append(q) or ("no" if len(seen) == 1 else "yes")
+        )
     assert [q["question"] for q in seen] == [f"{TASK} -> 403", f"{TASK} -> 411"]
     assert seen[0]["hint"] == "Audit the arithmetic." and seen[0]["kind"] == "auditor"
     assert result.answer == "411" and result.stop_reason == "checker -> end (verdict.accepted)"
@@ -154,14 +185,23 @@ async def test_a_person_plays_a_kind_the_team_declares() -> None:
 
 def test_a_person_must_play_a_kind() -> None:
     with pytest.raises(ConfigError, match="plays"):
-        load_team({"name": "x", "strategy": "single", "roles": {
-            "generator": {}, "human": {}}})
+        load_team({"name": "x", "strategy": "single", "roles": {"generator": {}, "human": {}}})
     with pytest.raises(ConfigError, match="a person is asked, not a tool"):
-        load_team({"name": "x", "strategy": "gvr", "roles": {
-            "generator": {}, "verifier": {"role": "human", "check": "calculator"}}})
+        load_team(
+            {
+                "name": "x",
+                "strategy": "gvr",
+                "roles": {"generator": {}, "verifier": {"role": "human", "check": "calculator"}},
+            }
+        )
     with pytest.raises(ConfigError, match="no node of role"):
-        load_team({"name": "x", "strategy": "self_consistency", "roles": {
-            "generator": {"interrupt": "after", "temperature": 0.7}}})
+        load_team(
+            {
+                "name": "x",
+                "strategy": "self_consistency",
+                "roles": {"generator": {"interrupt": "after", "temperature": 0.7}},
+            }
+        )
 
 
 # ---------------------------------------------------------------------------- processes
@@ -174,16 +214,27 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     scripts = tmp_path / "scripts"
     scripts.mkdir(exist_ok=True)
     (scripts / "people.yaml").write_text(json.dumps(SCRIPT))
-    env = {**os.environ, "CONCILIUM_HOME": str(tmp_path / "home"), "CONCILIUM_REDIS_URL": "",
-           "CONCILIUM_SCRIPTS_DIR": str(scripts), "COLUMNS": "200",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "CONCILIUM_HOME": str(tmp_path / "home"),
+        "CONCILIUM_REDIS_URL": "",
+        "CONCILIUM_SCRIPTS_DIR": str(scripts),
+        "COLUMNS": "200",
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
     env.pop("CONCILIUM_DATABASE_URL", None)
     return env
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", CLI, *args], env=env, text=True,
-                          capture_output=True, timeout=300, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-c", CLI, *args],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 class Terminal:
@@ -191,8 +242,9 @@ class Terminal:
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         self.master, slave = pty.openpty()
-        self.process = subprocess.Popen(args, env=env, stdin=slave, stdout=slave, stderr=slave,
-                                        close_fds=True)
+        self.process = subprocess.Popen(
+            args, env=env, stdin=slave, stdout=slave, stderr=slave, close_fds=True
+        )
         os.close(slave)
         self.seen = ""
 
@@ -212,7 +264,7 @@ class Terminal:
                     raise AssertionError(f"exited before showing {text!r}:\n{self.seen}")
                 self.seen += chunk
         found = self.seen
-        self.seen = self.seen[self.seen.index(text) + len(text):]
+        self.seen = self.seen[self.seen.index(text) + len(text) :]
         return found
 
     def type(self, line: str) -> None:
@@ -227,8 +279,21 @@ class Terminal:
 def test_concilium_run_asks_at_the_terminal(tmp_path: Path) -> None:
     """A real ``concilium run`` in a pseudo-terminal: the person answers at its prompt."""
     env = cli_env(tmp_path)
-    term = Terminal([sys.executable, "-c", CLI, "run", str(EXAMPLES / "gvr_human.yaml"), TASK,
-                     "-m", "scripted/people", "--run-id", "tty-1"], env)
+    term = Terminal(
+        [
+            sys.executable,
+            "-c",
+            CLI,
+            "run",
+            str(EXAMPLES / "gvr_human.yaml"),
+            TASK,
+            "-m",
+            "scripted/people",
+            "--run-id",
+            "tty-1",
+        ],
+        env,
+    )
     try:
         shown = term.read_until("> ")
         assert "a person is asked at verifier (verifier)" in shown
@@ -245,22 +310,31 @@ def test_concilium_run_asks_at_the_terminal(tmp_path: Path) -> None:
     listed = cli("runs", "show", "tty-1", "--json", env=env)
     steps = json.loads(listed.stdout)["steps"]
     assert [(s["node"], s["kind"], s["output"]) for s in steps if s["kind"] == "human"] == [
-        ("verifier", "human", "no, 17 * 24 is 408"), ("verifier", "human", "yes")]
+        ("verifier", "human", "no, 17 * 24 is 408"),
+        ("verifier", "human", "yes"),
+    ]
 
 
 def test_without_a_terminal_the_run_pauses_and_another_process_answers(tmp_path: Path) -> None:
     """No terminal: ``concilium run`` stops paused and says how to answer; the answer, in
     a new process (the first one is gone), finishes the run from its checkpoint."""
     env = cli_env(tmp_path)
-    first = cli("run", str(EXAMPLES / "gvr_human.yaml"), TASK, "-m", "scripted/people",
-                "--run-id", "later-1", env=env)
+    first = cli(
+        "run",
+        str(EXAMPLES / "gvr_human.yaml"),
+        TASK,
+        "-m",
+        "scripted/people",
+        "--run-id",
+        "later-1",
+        env=env,
+    )
     assert first.returncode == 0, first.stderr
     assert "paused: run later-1 waits for a person at verifier" in first.stderr
     assert "concilium runs resume later-1 --answer" in first.stderr
     listed = cli("runs", "list", "--status", "paused", "--json", env=env)
     assert json.loads(listed.stdout.splitlines()[0])["id"] == "later-1"
-    second = cli("runs", "resume", "later-1", "--answer", "no, 17 * 24 is 408", "--json",
-                 env=env)
+    second = cli("runs", "resume", "later-1", "--answer", "no, 17 * 24 is 408", "--json", env=env)
     assert json.loads(second.stdout)["status"] == "paused", second.stderr
     third = cli("runs", "resume", "later-1", "--answer", "yes", "--json", env=env)
     result = json.loads(third.stdout)

@@ -14,12 +14,20 @@ from typing import Any
 
 from serve_fixtures import RIGHT, TASK, WRONG, Server, serve, write_teams  # noqa: F401
 
-TEAMS = {"gvr_human": {
-    "name": "gvr-human", "strategy": "gvr", "model": "scripted/people",
-    "limits": {"max_rounds": 2, "max_llm_calls": 8},
-    "roles": {"generator": {}, "verifier": {"role": "human"}, "refiner": {}}}}
-PEOPLE = {"people": {"rules": [{"role": "generator", "reply": WRONG},
-                               {"role": "refiner", "reply": RIGHT}]}}
+TEAMS = {
+    "gvr_human": {
+        "name": "gvr-human",
+        "strategy": "gvr",
+        "model": "scripted/people",
+        "limits": {"max_rounds": 2, "max_llm_calls": 8},
+        "roles": {"generator": {}, "verifier": {"role": "human"}, "refiner": {}},
+    }
+}
+PEOPLE = {
+    "people": {
+        "rules": [{"role": "generator", "reply": WRONG}, {"role": "refiner", "reply": RIGHT}]
+    }
+}
 
 
 def events(server: Server, run_id: str) -> list[dict[str, Any]]:
@@ -28,14 +36,17 @@ def events(server: Server, run_id: str) -> list[dict[str, Any]]:
 
 
 def test_a_paused_run_is_answered_over_http_and_survives_a_restart(
-        serve: Callable[..., Server], tmp_path: Path) -> None:  # noqa: F811
+    serve: Callable[..., Server],  # noqa: F811
+    tmp_path: Path,
+) -> None:
     teams = write_teams(tmp_path / "teams", tmp_path / "scripts", TEAMS, PEOPLE)
     home = tmp_path / "home"
     env = {"CONCILIUM_SCRIPTS_DIR": str(tmp_path / "scripts")}
     first = serve(teams=teams, home=home, env=env, name="before")
     with first.client() as client:
-        started = client.post("/runs", json={"team": "gvr-human", "task": TASK,
-                                             "run_id": "ask-1", "reference": "411"})
+        started = client.post(
+            "/runs", json={"team": "gvr-human", "task": TASK, "run_id": "ask-1", "reference": "411"}
+        )
         assert started.status_code == 202, started.text
         run = first.wait_run("ask-1")
         assert run["status"] == "paused" and run["answer"] == "403"
@@ -61,8 +72,7 @@ def test_a_paused_run_is_answered_over_http_and_survives_a_restart(
         assert run["status"] == "paused" and not run["live"]
         [question] = run["pending"]  # read from the checkpoint by a new process
         assert "Is the final answer 411 correct?" in question["question"]
-        wrong_id = client.post("/runs/ask-1/resume",
-                               json={"answer": "yes", "interrupt_id": "nope"})
+        wrong_id = client.post("/runs/ask-1/resume", json={"answer": "yes", "interrupt_id": "nope"})
         assert wrong_id.status_code == 409 and "no pending question" in wrong_id.text
         done = client.post("/runs/ask-1/resume", json={"answer": "yes"})
         assert done.status_code == 202, done.text

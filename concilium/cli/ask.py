@@ -20,7 +20,8 @@ def terminal_ask(question: dict[str, Any]) -> str | None:
     """Show ``question`` on stderr and read one line of reply; end of input (Ctrl-D)
     leaves the run paused (``None``)."""
     where = f"{question.get('node', '?')}" + (
-        f" ({question['kind']})" if question.get("kind") not in (None, "gate") else "")
+        f" ({question['kind']})" if question.get("kind") not in (None, "gate") else ""
+    )
     what = {"before": "before it runs", "after": "after it ran"}.get(question.get("type", ""))
     err.print(f"\n── a person is asked at {where}" + (f", {what}" if what else "") + " ──")
     if question.get("question"):

@@ -58,7 +58,8 @@ def add_gates(graph: StateGraph, team: TeamSpec) -> StateGraph:
         spec = graph.nodes[node]
         wrapped = _gated(spec.runnable, node, when, team)  # type: ignore[arg-type]
         graph.nodes[node] = dataclasses.replace(
-            spec, runnable=coerce_to_runnable(wrapped, name=node, trace=False))
+            spec, runnable=coerce_to_runnable(wrapped, name=node, trace=False)
+        )
     return graph
 
 
@@ -66,15 +67,22 @@ def _gated(inner: Any, node: str, when: Literal["before", "after"], team: TeamSp
     from concilium.agents.answers import extract
     from concilium.agents.roles.human import KIND, gate, read_reply
 
-    async def run(state: dict[str, Any], config: RunnableConfig,
-                  runtime: Runtime[RunContext]) -> Any:
+    async def run(
+        state: dict[str, Any], config: RunnableConfig, runtime: Runtime[RunContext]
+    ) -> Any:
         ctx = runtime.context
         number = int(state.get("round", 0) or 0)
         if when == "before":
             question, reply = gate(ctx, node, when, state)
-            step = ctx.step(node=node, role=KIND, round=number, output=reply, tool=KIND,
-                            messages=[{"role": "user", "content": question}],
-                            parsed={"when": when, "reply": read_reply(reply)})
+            step = ctx.step(
+                node=node,
+                role=KIND,
+                round=number,
+                output=reply,
+                tool=KIND,
+                messages=[{"role": "user", "content": question}],
+                parsed={"when": when, "reply": read_reply(reply)},
+            )
             if read_reply(reply) == "stop":
                 raise StoppedByPerson(f"stopped by a person before {node}")
             return _with(await inner.ainvoke(state, config), {}, step, first=True)
@@ -90,11 +98,18 @@ def _gated(inner: Any, node: str, when: Literal["before", "after"], team: TeamSp
             fmt = team.answer
             value = extract(reply, fmt.format, fmt.pattern)
             changes["answer"] = {"text": reply, "value": value, "program": None}
-        step = ctx.step(node=node, role=KIND, round=number, output=reply, tool=KIND,
-                        messages=[{"role": "user", "content": question}],
-                        parsed={"when": when, "reply": meaning}, answer=value,
-                        previous=held.get("value") if isinstance(held, dict) else None,
-                        revision="answer" in changes)
+        step = ctx.step(
+            node=node,
+            role=KIND,
+            round=number,
+            output=reply,
+            tool=KIND,
+            messages=[{"role": "user", "content": question}],
+            parsed={"when": when, "reply": meaning},
+            answer=value,
+            previous=held.get("value") if isinstance(held, dict) else None,
+            revision="answer" in changes,
+        )
         if meaning == "stop":
             raise StoppedByPerson(f"stopped by a person after {node}")
         return _with(out, changes, step)

@@ -41,8 +41,9 @@ def _prefixed(node: str, step: Step) -> Step:
     return {**step, "node": f"{node}/{step.get('node', '')}"}  # type: ignore[typeddict-item]
 
 
-async def run_team(ctx: RunContext, node: str, spec: TeamSpec, task: str, *,
-                   lessons: list[str] | None = None) -> dict[str, Any]:
+async def run_team(
+    ctx: RunContext, node: str, spec: TeamSpec, task: str, *, lessons: list[str] | None = None
+) -> dict[str, Any]:
     """Run team ``spec`` on ``task`` as node ``node``'s subgraph; return its final state.
 
     The returned ``steps`` carry prefixed node names; ``ctx``'s budgets are charged
@@ -51,13 +52,20 @@ async def run_team(ctx: RunContext, node: str, spec: TeamSpec, task: str, *,
     ctx._check_budget()
     parent = ctx.on_step
     inner = RunContext(
-        team=spec, run_id=ctx.run_id, default_model=ctx.team.model or ctx.default_model,
-        reference=ctx.reference, reveal_reference=ctx.reveal_reference, seed=ctx.seed,
-        cache=ctx.cache, journal=ctx.journal,
-        on_step=(lambda step: parent(_prefixed(node, step))) if parent else None)
+        team=spec,
+        run_id=ctx.run_id,
+        default_model=ctx.team.model or ctx.default_model,
+        reference=ctx.reference,
+        reveal_reference=ctx.reveal_reference,
+        seed=ctx.seed,
+        cache=ctx.cache,
+        journal=ctx.journal,
+        on_step=(lambda step: parent(_prefixed(node, step))) if parent else None,
+    )
     try:
         state = await _compiled(spec).ainvoke(
-            {"task": task, "lessons": list(lessons or []), "steps": []}, context=inner)
+            {"task": task, "lessons": list(lessons or []), "steps": []}, context=inner
+        )
     finally:
         ctx.llm_calls += inner.llm_calls
         ctx.tokens += inner.tokens

@@ -45,9 +45,17 @@ def _templates(kind: KindSpec, spec: RoleSpec) -> PromptSpec:
 
 
 async def perform(
-    ctx: RunContext, node: str, spec: RoleSpec, name: str, task: str, *,
-    answer: Answer, feedback: str = "", answers: list[dict[str, Any]] | None = None,
-    notes: list[dict[str, Any]] | None = None, lessons: list[str] | None = None,
+    ctx: RunContext,
+    node: str,
+    spec: RoleSpec,
+    name: str,
+    task: str,
+    *,
+    answer: Answer,
+    feedback: str = "",
+    answers: list[dict[str, Any]] | None = None,
+    notes: list[dict[str, Any]] | None = None,
+    lessons: list[str] | None = None,
     round: int = 0,
 ) -> tuple[dict[str, Any], Step]:
     """One call of declared kind ``name`` for node ``node``.
@@ -59,12 +67,19 @@ async def perform(
     """
     kind = ctx.team.kinds[name]
     fmt = ctx.team.answer
-    messages = render(name, _templates(kind, spec), task=task,
-                      format_hint=FORMAT_HINTS[fmt.format], lessons=lessons or [],
-                      round=round, answer=answer.text,
-                      final=answer.value if answer.value is not None else "(none given)",
-                      feedback=feedback, answers=list(answers or []),
-                      notes=list(notes or []))
+    messages = render(
+        name,
+        _templates(kind, spec),
+        task=task,
+        format_hint=FORMAT_HINTS[fmt.format],
+        lessons=lessons or [],
+        round=round,
+        answer=answer.text,
+        final=answer.value if answer.value is not None else "(none given)",
+        feedback=feedback,
+        answers=list(answers or []),
+        notes=list(notes or []),
+    )
     result = await ctx.chat(node, spec, messages, kind=name, schema=_SCHEMAS.get(kind.output))
     text = result.text
     parsed: dict[str, Any]
@@ -79,7 +94,15 @@ async def perform(
         parsed = parse_critique(text).model_dump()
     else:
         parsed = {"text": text}
-    step = ctx.step(node=node, role=name, round=round, messages=messages, result=result,
-                    parsed=parsed, answer=value, previous=answer.value,
-                    revision=kind.output == "answer" and answer.value is not None)
+    step = ctx.step(
+        node=node,
+        role=name,
+        round=round,
+        messages=messages,
+        result=result,
+        parsed=parsed,
+        answer=value,
+        previous=answer.value,
+        revision=kind.output == "answer" and answer.value is not None,
+    )
     return parsed, step

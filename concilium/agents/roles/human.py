@@ -44,27 +44,40 @@ def _interrupt(payload: dict[str, Any]) -> Any:
     try:
         return interrupt(payload)
     except RuntimeError as error:  # no runnable context: not inside a graph's node
-        raise ConfigError("a person can only be asked inside a running team graph with a "
-                          f"checkpointer ({error})") from None
+        raise ConfigError(
+            f"a person can only be asked inside a running team graph with a checkpointer ({error})"
+        ) from None
 
 
-async def ask_person(ctx: RunContext, node: str, messages: list[dict[str, str]], *,
-                     kind: str) -> ChatResult:
+async def ask_person(
+    ctx: RunContext, node: str, messages: list[dict[str, str]], *, kind: str
+) -> ChatResult:
     """Put the prompt ``messages`` of a ``kind`` role to a person; their reply is the text.
 
     Called by :meth:`RunContext.chat` in place of a model call, so every role function
     works unchanged with a person. No budget is charged: a person is not a model call.
     """
     said = {m["role"]: m["content"] for m in messages}
-    shown = render(KIND, None, plays=kind, question=said.get("user", ""),
-                   instructions=said.get("system", ""))
+    shown = render(
+        KIND, None, plays=kind, question=said.get("user", ""), instructions=said.get("system", "")
+    )
     text = {m["role"]: m["content"] for m in shown}
     start = time.perf_counter()
-    reply = _interrupt({"type": "question", "node": node, "kind": kind,
-                        "question": text.get("user", ""), "hint": text.get("system", ""),
-                        "run_id": ctx.run_id})
-    return ChatResult(text=str(reply if reply is not None else ""), model=KIND,
-                      latency_ms=(time.perf_counter() - start) * 1000.0)
+    reply = _interrupt(
+        {
+            "type": "question",
+            "node": node,
+            "kind": kind,
+            "question": text.get("user", ""),
+            "hint": text.get("system", ""),
+            "run_id": ctx.run_id,
+        }
+    )
+    return ChatResult(
+        text=str(reply if reply is not None else ""),
+        model=KIND,
+        latency_ms=(time.perf_counter() - start) * 1000.0,
+    )
 
 
 def read_reply(reply: str) -> Reply:
@@ -77,8 +90,9 @@ def read_reply(reply: str) -> Reply:
     return "edit"
 
 
-def gate(ctx: RunContext, node: str, when: Literal["before", "after"],
-         shown: dict[str, Any]) -> tuple[str, str]:
+def gate(
+    ctx: RunContext, node: str, when: Literal["before", "after"], shown: dict[str, Any]
+) -> tuple[str, str]:
     """Pause at node ``node`` for a person; return the question put and their reply.
 
     ``shown`` is what they decide on: the answer the node will work on (``before``),
@@ -91,13 +105,25 @@ def gate(ctx: RunContext, node: str, when: Literal["before", "after"],
         lines.append(f"{'Current' if when == 'before' else 'Its'} answer:\n{answer}")
     verdict = shown.get("verdict")
     if isinstance(verdict, dict):
-        lines.append(f"Verdict: {'accepted' if verdict.get('accepted') else 'rejected'} "
-                     f"({verdict.get('reason', '')})")
-    hint = ("Press Enter (or type yes) to go on, or 'stop' to end the run here."
-            if when == "before" or not answer else
-            "Press Enter (or type yes) to keep it, 'stop' to end the run here, or type a "
-            "corrected answer.")
+        lines.append(
+            f"Verdict: {'accepted' if verdict.get('accepted') else 'rejected'} "
+            f"({verdict.get('reason', '')})"
+        )
+    hint = (
+        "Press Enter (or type yes) to go on, or 'stop' to end the run here."
+        if when == "before" or not answer
+        else "Press Enter (or type yes) to keep it, 'stop' to end the run here, or type a "
+        "corrected answer."
+    )
     question = "\n\n".join(lines)
-    reply = _interrupt({"type": when, "node": node, "kind": "gate", "question": question,
-                        "hint": hint, "run_id": ctx.run_id})
+    reply = _interrupt(
+        {
+            "type": when,
+            "node": node,
+            "kind": "gate",
+            "question": question,
+            "hint": hint,
+            "run_id": ctx.run_id,
+        }
+    )
     return question, str(reply if reply is not None else "")
