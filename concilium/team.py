@@ -16,7 +16,7 @@ import contextlib
 import functools
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -30,6 +30,7 @@ from concilium.errors import (
     StoppedByPerson,
     TeamFileError,
 )
+from concilium.pauses import Ask, answering, ask_person, needs_person, pending_of
 from concilium.secrets import redact
 from concilium.teams import TeamSpec, load_spec, locate, spec_from_dict
 
@@ -40,9 +41,6 @@ if TYPE_CHECKING:
 __all__ = ["RunFailed", "RunNotResumable", "RunResult", "Team", "Usage", "load_team",
            "pending_questions", "resume_run"]
 
-Ask = Callable[[dict[str, Any]], "str | Awaitable[str | None] | None"]
-"""Puts a paused run's question (``{id, node, kind, question, hint}``) to a person and
-returns their reply (or an awaitable of it); ``None`` leaves the run paused."""
 
 
 class Usage(BaseModel):
@@ -385,27 +383,27 @@ class Team:
                 first["tests"] = run["tests"]
             pending: list[dict[str, Any]] = []
             if resume and answer is not None:
-                pending = _pending(await graph.aget_state(config))
+                pending = pending_of(await graph.aget_state(config))
                 chosen = [q for q in pending if question in (None, q["id"])]
                 if not chosen:
                     raise RunNotResumable(
                         f"run {run_id!r} is not waiting for an answer" if not pending else
                         f"run {run_id!r} has no pending question {question!r}; its "
                         f"questions: {', '.join(q['id'] for q in pending)}")
-                first = _answering(chosen[0], answer)
+                first = answering(chosen[0], answer)
             status: Literal["ok", "stopped", "failed", "paused"]
             state, status, reason, error, start = await self._drive(graph, first, ctx, config,
                                                                     mem)
-            pending = _pending(await graph.aget_state(config)) if saver is not None else []
+            pending = pending_of(await graph.aget_state(config)) if saver is not None else []
             while pending and status == "ok" and ask is not None:  # a person at hand
-                reply = await _call(ask, pending[0])
+                reply = await ask_person(ask, pending[0])
                 if reply is None:  # not now: the run stays paused
                     break
                 ctx.restore((await graph.aget_state(config)).values.get("steps") or [])
                 ctx.rewind()  # the node asking runs again: its calls come from the journal
                 state, status, reason, error, _ = await self._drive(
-                    graph, _answering(pending[0], reply), ctx, config, mem)
-                pending = _pending(await graph.aget_state(config))
+                    graph, answering(pending[0], reply), ctx, config, mem)
+                pending = pending_of(await graph.aget_state(config))
             if pending and status == "ok":
                 status, reason = "paused", f"waiting for a person at {pending[0]['node']}"
             if saver is not None:  # the checkpoint holds every step, the resumed ones too
@@ -637,40 +635,6 @@ async def _finished(run_id: str, memory: Memory | bool | None) -> bool:
     return await asyncio.to_thread(status) == "ok"
 
 
-def needs_person(spec: TeamSpec) -> bool:
-    """Whether a run of ``spec`` may pause for a person (its own roles or an inner team's)."""
-    return any(spec.is_human(key) or role.interrupt is not None
-               or (isinstance(role.team, TeamSpec) and needs_person(role.team))
-               for key, role in spec.roles.items())
-
-
-def _pending(snapshot: Any) -> list[dict[str, Any]]:
-    """A paused run's questions to a person, oldest first, each with its interrupt id."""
-    found = []
-    for pause in getattr(snapshot, "interrupts", ()) or ():
-        value = pause.value if isinstance(pause.value, dict) else {"question": str(pause.value)}
-        found.append({**value, "id": pause.id})
-    return found
-
-
-def _answering(question: dict[str, Any], reply: str) -> Any:
-    """The input that resumes the run with ``reply`` to ``question`` (and only it)."""
-    from langgraph.types import Command
-
-    return Command(resume={question["id"]: reply})
-
-
-async def _call(ask: Ask, question: dict[str, Any]) -> str | None:
-    """``ask(question)`` off the event loop (it may block on a terminal), awaited if async."""
-    import inspect
-
-    reply: Any = await ask(question) if inspect.iscoroutinefunction(ask) else \
-        await asyncio.to_thread(ask, question)
-    if inspect.isawaitable(reply):
-        reply = await reply
-    return None if reply is None else str(reply)
-
-
 async def resume_run(
     run_id: str,
     *,
@@ -715,23 +679,6 @@ async def resume_run(
                                           answer=answer, ask=ask, question=question)
 
 
-async def pending_questions(run_id: str, *, memory: Memory | bool | None = None,
-                            ) -> list[dict[str, Any]]:
-    """What paused run ``run_id`` asks a person, read from its checkpoint (``[]``: none).
-
-    Works in any process that shares the run's database, so a restarted service still
-    shows the question of a run paused before the restart.
-    """
-    from concilium.checkpoints import open_checkpointer, thread_config
-
-    async with open_checkpointer(_memory_url(memory)) as saver:
-        meta = _run_metadata(await saver.aget_tuple(thread_config(run_id)))
-        if meta is None:
-            return []
-        team = Team(spec_from_dict(meta["team"]["spec"]), source=meta["team"].get("source"))
-        return _pending(await team._graph(saver).aget_state(thread_config(run_id)))
-
-
 def load_team(source: str | Path | dict[str, Any], *, model: str | None = None) -> Team:
     """Load a team from a YAML file path (or an already-parsed dict).
 
@@ -749,3 +696,20 @@ def load_team(source: str | Path | dict[str, Any], *, model: str | None = None) 
         spec = load_spec(source)
         origin = str(source)
     return Team(spec, source=origin).with_model(model)
+
+
+async def pending_questions(run_id: str, *, memory: Memory | bool | None = None,
+                            ) -> list[dict[str, Any]]:
+    """What paused run ``run_id`` asks a person, read from its checkpoint (``[]``: none).
+
+    Works in any process that shares the run's database, so a restarted service still
+    shows the question of a run paused before the restart.
+    """
+    from concilium.checkpoints import open_checkpointer, thread_config
+
+    async with open_checkpointer(_memory_url(memory)) as saver:
+        meta = _run_metadata(await saver.aget_tuple(thread_config(run_id)))
+        if meta is None:
+            return []
+        team = Team(spec_from_dict(meta["team"]["spec"]), source=meta["team"].get("source"))
+        return pending_of(await team._graph(saver).aget_state(thread_config(run_id)))
