@@ -37,6 +37,8 @@ EXAMPLES: dict[str, str] = {
     "memory distill": "concilium memory distill --namespace gvr-calculator",
     "memory behaviors": "concilium memory behaviors",
     "memory export": "concilium memory export > lessons.jsonl",
+    "memory quarantine": 'concilium memory quarantine 12 --reason "spreads a wrong rule"',
+    "memory restore": "concilium memory restore 12",
     "stats": "concilium stats --since 24h --by role,model",
 }
 """An example command line per command (``group command`` for grouped ones)."""
