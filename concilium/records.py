@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 __all__ = ["RunResult", "Status", "Step", "Usage", "new_run_id"]
 
-Status = Literal["ok", "stopped", "failed"]
+Status = Literal["ok", "stopped", "failed", "paused"]
 
 
 class Step(TypedDict, total=False):
@@ -24,7 +24,7 @@ class Step(TypedDict, total=False):
     id: str
     node: str
     role: str
-    kind: str  # "llm" | "tool"
+    kind: str  # "llm" | "tool" | "human" (a person's reply)
     model: str
     round: int
     messages: list[dict[str, str]]
@@ -75,7 +75,7 @@ class Usage(BaseModel):
         completion = sum(s.get("completion_tokens", 0) for s in paid)
         return cls(
             llm_calls=len(paid),
-            tool_calls=len(steps) - len(llm),
+            tool_calls=sum(1 for s in steps if s.get("kind") == "tool"),
             prompt_tokens=prompt,
             completion_tokens=completion,
             total_tokens=prompt + completion,
@@ -96,6 +96,11 @@ class RunResult(BaseModel):
     answer_text: str = Field("", description="The full text the answer came from.")
     status: Status = "ok"
     stop_reason: str | None = None
+    pending: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="A paused run's questions to a person ({id, node, kind, question, hint}); "
+        "answer with resume_run(run_id, answer=...).",
+    )
     error: str | None = None
     rounds: int = 0
     reference: str | None = None

@@ -37,6 +37,7 @@ from concilium.errors import TeamFileError
 __all__ = [
     "AnswerSpec",
     "FallbackSpec",
+    "KindSpec",
     "LimitsSpec",
     "MemorySpec",
     "PromptSpec",
@@ -54,6 +55,10 @@ SCHEMA_URL = "https://concilium.dev/schema/team.json"
 MAX_FILE_BYTES = 1_000_000
 MAX_DEPTH = 32
 MAX_NODES = 100_000
+
+OUTPUTS: tuple[str, ...] = ("text", "answer", "verdict", "critique")
+"""What a team-declared kind's reply is read as."""
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -164,6 +169,22 @@ class RoleSpec(_Strict):
         "expression (run by the calculator) or a Python program (run in the sandbox) and "
         "what it prints becomes the answer.",
     )
+    plays: str | None = Field(
+        None,
+        description="Human only: the kind whose part the person plays (its prompt is put "
+        "to them, their reply read as its result); default: the role's key.",
+    )
+    interrupt: Literal["before", "after"] | None = Field(
+        None,
+        description="Pause the run for a person before or after this role's node: they "
+        "approve (empty reply), stop the run ('stop'), or, after a node that wrote an "
+        "answer, type a corrected answer.",
+    )
+    team: TeamSpec | str | None = Field(
+        None,
+        description="Custom graph only: this node is another team file (a path relative "
+        "to this file), run as a subgraph; its steps and usage count as this run's.",
+    )
 
     @field_validator("fallbacks", mode="before")
     @classmethod
@@ -243,6 +264,18 @@ class RetrySpec(_Strict):
     timeout_s: float = Field(120.0, gt=0.0)
 
 
+class KindSpec(_Strict):
+    """A role kind declared in the team file: a prompt and what its reply is read as."""
+
+    description: str = ""
+    prompt: PromptSpec = Field(description="The kind's templates (its roles may override).")
+    output: Literal["text", "answer", "verdict", "critique"] = Field(
+        "text",
+        description="text: kept as written; answer: a solution whose final answer is "
+        "extracted; verdict: accept/reject with a reason; critique: a list of issues.",
+    )
+
+
 class StrategySpec(BaseModel):
     """``strategy: gvr`` or ``strategy: {name: gvr, <options>}``; options belong to the strategy."""
 
@@ -311,6 +344,11 @@ class TeamSpec(_Strict):
     limits: LimitsSpec = LimitsSpec()
     retry: RetrySpec = RetrySpec()
     memory: MemorySpec = MemorySpec()
+    kinds: dict[str, KindSpec] = Field(
+        default_factory=dict,
+        description="Role kinds of this team's own (custom graphs): a prompt and a declared "
+        "output, no Python.",
+    )
 
     @field_validator("strategy", mode="before")
     @classmethod
@@ -342,8 +380,17 @@ class TeamSpec(_Strict):
         return found
 
     def kind_of(self, key: str) -> str:
+        """The kind whose work role ``key`` does: a person's is the kind they play, a team
+        node's is ``team``."""
         role = self.roles[key]
-        return role.role or key
+        if role.team is not None:
+            return "team"
+        kind = role.role or key
+        return (role.plays or key) if kind == "human" else kind
+
+    def is_human(self, key: str) -> bool:
+        """Whether role ``key`` is played by a person."""
+        return (self.roles[key].role or key) == "human"
 
     def role(self, key: str, *, like: str | None = None) -> RoleSpec:
         """The spec of role ``key``; if the team has none, a copy of ``like``'s (or defaults)."""
@@ -369,9 +416,15 @@ class TeamSpec(_Strict):
         are dropped: ``model`` is called where litellm sends it by default.
         """
         unrouted = {"api_base": None, "api_key_env": None, "extra_headers": None}
-        roles = {k: r.model_copy(update={"model": model, **unrouted})
+        roles = {k: r.model_copy(update={
+                     "model": model, **unrouted,
+                     **({"team": r.team.with_model(model)} if isinstance(r.team, TeamSpec)
+                        else {})})
                  for k, r in self.roles.items()}
         return self.model_copy(update={"model": model, "roles": roles, **unrouted})
+
+
+RoleSpec.model_rebuild()  # ``team:`` holds a TeamSpec
 
 
 # ---------------------------------------------------------------------------- loading
@@ -381,9 +434,13 @@ Check = Callable[[TeamSpec], "tuple[tuple[Any, ...], str] | None"]
 """A check of a valid spec against what only a higher layer knows (its strategy, the role
 kinds): the first problem as ``(loc, message)``, else ``None``. The loader
 (:mod:`concilium.loader`) passes one; this module never looks above itself."""
+Prepare = Callable[[dict[str, Any], str], dict[str, Any]]
+"""What the loader does to a team's data before it is validated (it reads the team
+files a role's ``team:`` names, :func:`concilium.loader.inline_teams`)."""
 
 
-def parse_file(path: str | Path, *, check: Check | None = None) -> TeamSpec:
+def parse_file(path: str | Path, *, check: Check | None = None,
+               prepare: Prepare | None = None) -> TeamSpec:
     """Read and validate a team file; every problem raises :class:`TeamFileError`."""
     path = Path(path)
     try:
@@ -400,10 +457,11 @@ def parse_file(path: str | Path, *, check: Check | None = None) -> TeamSpec:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise TeamFileError(str(path), "not UTF-8 text") from None
-    return parse_text(text, source=str(path), check=check)
+    return parse_text(text, source=str(path), check=check, prepare=prepare)
 
 
-def parse_text(text: str, *, source: str = "<string>", check: Check | None = None) -> TeamSpec:
+def parse_text(text: str, *, source: str = "<string>", check: Check | None = None,
+               prepare: Prepare | None = None) -> TeamSpec:
     """Validate team YAML given as text; ``source`` names it in errors."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -430,14 +488,16 @@ def parse_text(text: str, *, source: str = "<string>", check: Check | None = Non
     if not isinstance(data, dict):
         kind = "empty" if data is None else type(data).__name__
         raise TeamFileError(source, f"a team file must be a mapping of fields, not {kind}", line=1)
-    return parse_dict(data, source=source, node=node, check=check)
+    return parse_dict(data, source=source, node=node, check=check, prepare=prepare)
 
 
 def parse_dict(
     data: dict[str, Any], *, source: str = "<dict>", node: yaml.Node | None = None,
-    check: Check | None = None,
+    check: Check | None = None, prepare: Prepare | None = None,
 ) -> TeamSpec:
     """Validate a team given as a dict, then ``check`` it (the loader's strategy checks)."""
+    if prepare is not None:
+        data = prepare(data, source)
     try:
         spec = TeamSpec.model_validate(data)
     except ValidationError as error:
@@ -474,7 +534,8 @@ def _to_team_error(error: ValidationError, source: str, node: yaml.Node | None) 
 def _choices_hint(loc: tuple[Any, ...]) -> str:
     """For an unknown key at ``loc``: a close match, or the valid fields of its parent."""
     parent, key = loc[:-1], str(loc[-1])
-    shape = tuple("*" if i == 1 and parent[0] == "roles" else p for i, p in enumerate(parent))
+    shape = tuple("*" if i == 1 and parent[0] in ("roles", "kinds") else p
+                  for i, p in enumerate(parent))
     model = _NESTED.get(shape)
     if model is None:
         return ""
@@ -492,6 +553,8 @@ _NESTED: dict[tuple[Any, ...], type[BaseModel]] = {
     ("limits",): LimitsSpec,
     ("retry",): RetrySpec,
     ("memory",): MemorySpec,
+    ("kinds", "*"): KindSpec,
+    ("kinds", "*", "prompt"): PromptSpec,
 }
 
 

@@ -30,6 +30,7 @@ from concilium.run.execute import (
     RunNotResumable,
     check_models,
     execute,
+    pending_questions,
     recursion_limit,
     resume_run,
 )
@@ -38,8 +39,10 @@ from concilium.spec import TeamSpec
 
 if TYPE_CHECKING:
     from concilium.memory.store import Memory
+    from concilium.pauses import Ask
 
-__all__ = ["RunFailed", "RunNotResumable", "RunResult", "Team", "Usage", "load_team", "resume_run"]
+__all__ = ["RunFailed", "RunNotResumable", "RunResult", "Team", "Usage", "load_team",
+           "pending_questions", "resume_run"]
 
 
 class Team:
@@ -116,6 +119,7 @@ class Team:
         durable: bool | None = None,
         checkpointer: Any = None,
         tests: str | None = None,
+        ask: Ask | None = None,
     ) -> RunResult:
         """Run ``task`` to the end, a budget, or the team's timeout.
 
@@ -141,6 +145,10 @@ class Team:
             tests: test code a ``check: tests`` verifier runs after the answer's code (in
                 the sandbox). Kept apart from ``task``: the generator never sees it, so it
                 cannot write code that only fits the tests. Default: tests in the task.
+            ask: puts a question to a person (a ``role: human``, a node's ``interrupt:``)
+                and returns their reply, so the run goes on at once; without it the run
+                ends ``paused`` with its questions in ``pending``, resumable with
+                ``resume_run(run_id, answer=...)`` (from another process too, if durable).
 
         Raises:
             TeamFileError: a model string names a provider litellm does not know.
@@ -153,7 +161,7 @@ class Team:
                "lessons": lessons, "tests": tests, "reveal_reference": reveal_reference}
         return await self._execute(run, run_id=run_id or new_run_id(), on_step=on_step,
                                    memory=memory, record=record, durable=durable,
-                                   checkpointer=checkpointer, resume=False)
+                                   checkpointer=checkpointer, resume=False, ask=ask)
 
     async def aresume(
         self,
@@ -162,8 +170,11 @@ class Team:
         on_step: Callable[[Step], None] | None = None,
         memory: Memory | bool | None = None,
         checkpointer: Any = None,
+        answer: str | None = None,
+        ask: Ask | None = None,
     ) -> RunResult:
-        """Finish run ``run_id`` from its last checkpoint (after a crash, a kill, a timeout).
+        """Finish run ``run_id`` from its last checkpoint (after a crash, a kill, a timeout,
+        or a pause for a person: ``answer`` is their reply to its first pending question).
 
         Nodes that were running when the run stopped run again; their model calls
         that had completed are answered from the run's call journal, not the model.
@@ -174,7 +185,7 @@ class Team:
         """
         return await self._execute({}, run_id=run_id, on_step=on_step, memory=memory,
                                    record=None, durable=True, checkpointer=checkpointer,
-                                   resume=True)
+                                   resume=True, answer=answer, ask=ask)
 
     async def _execute(self, run: dict[str, Any], *, run_id: str, **kwargs: Any) -> RunResult:
         if self._compiled is None:  # the spec is immutable: compile once per Team

@@ -7,6 +7,7 @@ custom-graph nodes then know it, without a line of concilium changed. Outside th
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,7 +126,7 @@ def test_its_prompt_variables_are_checked_at_load_time(summarizer: RoleKind) -> 
 def test_the_schema_lists_it_while_registered(summarizer: RoleKind) -> None:
     roles = team_json_schema()["properties"]["roles"]
     assert "summarizer" in roles["properties"]
-    assert "summarizer" in roles["additionalProperties"]["properties"]["role"]["enum"]
+    assert '"summarizer"' in json.dumps(roles["additionalProperties"])  # a `role:` value
 
 
 def test_it_is_unknown_outside_its_registration() -> None:

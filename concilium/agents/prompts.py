@@ -20,8 +20,8 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from concilium.spec import PromptSpec
 
-__all__ = ["FORMAT_HINTS", "add_prompt_file", "check_prompt", "packaged", "remove_prompt_file",
-           "render"]
+__all__ = ["DECLARED_VARIABLES", "FORMAT_HINTS", "HUMAN_VARIABLES", "add_prompt_file",
+           "check_prompt", "packaged", "remove_prompt_file", "render"]
 
 FORMAT_HINTS: dict[str, str] = {
     "number": "Finish with a last line of the form 'Answer: <number>'.",
@@ -29,6 +29,16 @@ FORMAT_HINTS: dict[str, str] = {
     "text": "Finish with a last line of the form 'Answer: <your answer>'.",
     "code": "Give the complete solution in one ```python code block.",
 }
+
+_COMMON = {"task", "format_hint", "lessons", "behaviors", "round"}
+HUMAN_VARIABLES: set[str] = {"plays", "question", "instructions"}
+"""Template variables of the prompt put to a person (``role: human``)."""
+DECLARED_VARIABLES: set[str] = _COMMON | {"answer", "final", "feedback", "answers", "notes"}
+"""Template variables of a kind a team file declares (``kinds:``): the task, the current
+answer (``answer``: its text, ``final``: its value), the newest feedback, every
+answering node's latest answer (``answers``: ``{name, text, value}``) and every
+text-giving node's latest text (``notes``: ``{name, text}``). (A registered kind's
+variables are its ``RoleKind.variables``.)"""
 
 # Sandboxed: templates come from user files and must not reach Python internals.
 _env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
@@ -67,8 +77,10 @@ def packaged(kind: str) -> dict[str, str]:
 
 
 def render(kind: str, override: PromptSpec | None, **variables: Any) -> list[dict[str, str]]:
-    """Chat messages for a role: its override templates where given, else the packaged ones."""
-    base = packaged(kind)
+    """Chat messages for a role: its override templates where given, else the packaged ones
+    (a kind a team declares has none: its override gives both)."""
+    full = override is not None and override.system is not None and override.user is not None
+    base = {} if full else packaged(kind)
     templates = {
         "system": (override.system if override and override.system is not None else base["system"]),
         "user": (override.user if override and override.user is not None else base["user"]),

@@ -48,7 +48,6 @@ def check_team(spec: TeamSpec) -> tuple[tuple[Any, ...], str] | None:
     """The first problem of a structurally valid team against the role kinds and its
     strategy, as ``(loc, message)``."""
     from concilium.agents.prompts import check_prompt
-    from concilium.agents.roles import registry
 
     problem = check_kinds(spec)
     if problem is not None:
@@ -88,39 +87,87 @@ def check_team(spec: TeamSpec) -> tuple[tuple[Any, ...], str] | None:
     for key, role in spec.roles.items():
         if role.prompt is not None:
             kind = spec.kind_of(key)
-            problem = check_prompt(kind, role.prompt, registry.get(kind).allowed)
+            problem = check_prompt(kind, role.prompt, allowed_variables(spec, kind))
             if problem is not None:
                 return ("roles", key, "prompt", problem[0]), problem[1]
+    for name, declared in spec.kinds.items():
+        problem = check_prompt(name, declared.prompt, allowed_variables(spec, name))
+        if problem is not None:
+            return ("kinds", name, "prompt", problem[0]), problem[1]
+    if any(role.interrupt for role in spec.roles.values()):
+        from concilium.graphs.gates import gated_nodes
+
+        try:
+            gated_nodes(module.build(spec), spec)
+        except KeyError as missing:
+            key = str(missing.args[0])
+            return ("roles", key, "interrupt"), (
+                f"{name} has no node of role {key!r} to pause at; gate a role that is a "
+                "node of its own (its key or kind names a node of the graph)")
     return None
 
 
-def check_kinds(spec: TeamSpec) -> tuple[tuple[Any, ...], str] | None:
-    """Every role's kind is registered, and asks only for what its kind can do."""
+def allowed_variables(spec: TeamSpec, kind: str) -> frozenset[str]:
+    """The template variables a ``kind`` role's prompt may use in team ``spec``: a kind
+    the team declares (``kinds:``) gets the declared ones, a registered kind its own."""
+    from concilium.agents.prompts import DECLARED_VARIABLES, HUMAN_VARIABLES
     from concilium.agents.roles import registry
+    from concilium.agents.roles.kind import COMMON_VARIABLES
 
+    if kind in spec.kinds:
+        return frozenset(DECLARED_VARIABLES)
+    if kind == "human":
+        return frozenset(HUMAN_VARIABLES)
+    known = registry.kinds().get(kind)
+    return known.allowed if known is not None else COMMON_VARIABLES
+
+
+def check_kinds(spec: TeamSpec) -> tuple[tuple[Any, ...], str] | None:
+    """Every role's kind is registered (or declared by the team, or a person or a team
+    node), and asks only for what its kind can do; ``memory.*_for`` name kinds or roles."""
+    from concilium.agents.roles import registry
+    from concilium.kinds import check_kinds as check_team_kinds
+
+    problem = check_team_kinds(spec)
+    if problem is not None:
+        return _located(problem)
     known = registry.kinds()
     for key, role in spec.roles.items():
-        kind = known.get(role.role or key)
-        if kind is None:
-            return ("roles", key), (
-                f"unknown role kind {role.role or key!r}; valid kinds: {', '.join(known)}"
-                " (set `role:` when the key is an instance name)"
-            )
-        if role.check is not None and not kind.checks:
+        if role.team is not None:
+            continue
+        kind = known.get(spec.kind_of(key))
+        if role.check is not None and (kind is None or not kind.checks):
             return ("roles", key, "check"), "only a verifier has `check`"
-        if role.program_aided is not None and not kind.program_aided:
+        if role.program_aided is not None and (kind is None or not kind.program_aided):
             return ("roles", key, "program_aided"), (
                 "only a generator, a debater or a refiner can be program-aided")
-    roles = {*known, *spec.roles}  # memory.lessons_for / behaviors_for: kinds or our roles
+    kinds = [*known, "human"]
+    roles = {*kinds, *spec.roles}  # memory.lessons_for / behaviors_for: kinds or our roles
     for name in ("lessons_for", "behaviors_for"):
         for entry in getattr(spec.memory, name) or []:
             if entry not in roles:
                 return ("memory", name), (
-                    f"unknown role {entry!r}; name a role kind ({', '.join(known)}) or a role "
+                    f"unknown role {entry!r}; name a role kind ({', '.join(kinds)}) or a role "
                     "of this team")
     return None
 
 
+def _located(problem: str) -> tuple[tuple[Any, ...], str]:
+    """``"roles.x.plays: message"`` as ``(("roles", "x", "plays"), "message")``."""
+    import re
+
+    found = re.match(r"^([\w.]+): (.*)$", problem, re.DOTALL)
+    if found is None:
+        return (), problem
+    loc = tuple(int(p) if p.isdigit() else p for p in found.group(1).split("."))
+    return loc, found.group(2)
+
+
 def build_graph(spec: TeamSpec) -> Any:
-    """The team's uncompiled ``StateGraph``."""
-    return strategy_module(spec.strategy.name).build(spec)
+    """The team's uncompiled ``StateGraph``, with a person's pause at gated nodes."""
+    graph = strategy_module(spec.strategy.name).build(spec)
+    if any(role.interrupt for role in spec.roles.values()):
+        from concilium.graphs.gates import add_gates
+
+        graph = add_gates(graph, spec)
+    return graph

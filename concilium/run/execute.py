@@ -24,7 +24,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from concilium.agents.context import RunContext
-from concilium.errors import BudgetExceeded, ConfigError, ModelError, TeamFileError
+from concilium.errors import (
+    BudgetExceeded,
+    ConfigError,
+    ModelError,
+    StoppedByPerson,
+    TeamFileError,
+)
+from concilium.pauses import Ask, answering, ask_person, needs_person, pending_of
 from concilium.records import RunResult, Status, Step
 from concilium.run.graph import compile_team, new_context
 from concilium.spec import TeamSpec, locate
@@ -33,8 +40,8 @@ if TYPE_CHECKING:
     from concilium.memory.backend import MemoryBackend as Memory
     from concilium.run.memory import RunMemory
 
-__all__ = ["RunFailed", "RunNotResumable", "check_models", "execute", "recursion_limit",
-           "resume_run"]
+__all__ = ["RunFailed", "RunNotResumable", "check_models", "execute", "pending_questions",
+           "recursion_limit", "resume_run"]
 
 
 class RunFailed(ModelError):
@@ -100,6 +107,9 @@ async def execute(
     checkpointer: Any = None,
     resume: bool = False,
     own_saver: bool = False,
+    answer: str | None = None,
+    ask: Ask | None = None,
+    question: str | None = None,
 ) -> RunResult:
     """Run team ``spec`` on ``run`` (its task, reference, seed, lessons, tests) to the end.
 
@@ -112,6 +122,10 @@ async def execute(
         resume: finish run ``run_id`` from its last checkpoint.
         own_saver: ``checkpointer`` was opened (and the run claimed) for this run by
             the caller, so a finished run's checkpoints are dropped as with ours.
+        answer: a person's reply to the paused run's first pending question (or to
+            ``question``, its id), on resume.
+        ask: puts a question to a person and returns the reply, so a run that needs one
+            goes on at once; without it the run ends ``paused``.
 
     See :meth:`concilium.team.Team.arun` for the others.
     """
@@ -121,9 +135,13 @@ async def execute(
     if durable is None:
         durable = get_settings().checkpoint
     steps: list[Step] = []
+    seen: set[str] = set()
     mem: RunMemory | None = None
 
     def collect(step: Step) -> None:
+        if step.get("id") in seen:  # a node run again after a pause: said already
+            return
+        seen.add(str(step.get("id")))
         if mem is not None:
             mem.step(step)  # the ledger, as the run goes
         steps.append(step)
@@ -139,6 +157,10 @@ async def execute(
             saver = await stack.enter_async_context(open_checkpointer(url))
             # Ours: no second process may run (or resume) this run meanwhile.
             await stack.enter_async_context(claim_run(run_id, saver, url))
+        if saver is None and needs_person(spec):  # a pause needs a checkpointer
+            from langgraph.checkpoint.memory import InMemorySaver
+
+            saver = InMemorySaver()
         config: dict[str, Any] = {"recursion_limit": recursion_limit(spec)}
         if graph is None:
             graph = compile_team(spec)
@@ -173,12 +195,34 @@ async def execute(
         if saver is not None:  # on every checkpoint (LangGraph keeps strings, not dicts)
             config["metadata"] = {"concilium_run": json.dumps(
                 {**run, "lessons": list(lessons or []), "team": saved_spec(spec, source)})}
-        first = None if resume else {"task": run["task"], "lessons": list(lessons or []),
-                                     "steps": []}
+        first: Any = None if resume else {"task": run["task"],
+                                          "lessons": list(lessons or []), "steps": []}
         if first is not None and run.get("tests") is not None:  # the verifier's, not the task's
             first["tests"] = run["tests"]
+        pending: list[dict[str, Any]] = []
+        if resume and answer is not None:
+            pending = pending_of(await graph.aget_state(config))
+            chosen = [q for q in pending if question in (None, q["id"])]
+            if not chosen:
+                raise RunNotResumable(
+                    f"run {run_id!r} is not waiting for an answer" if not pending else
+                    f"run {run_id!r} has no pending question {question!r}; its "
+                    f"questions: {', '.join(q['id'] for q in pending)}")
+            first = answering(chosen[0], answer)
         state, status, reason, error, start = await _drive(spec, graph, first, ctx, config,
                                                            mem)
+        pending = pending_of(await graph.aget_state(config)) if saver is not None else []
+        while pending and status == "ok" and ask is not None:  # a person at hand
+            reply = await ask_person(ask, pending[0])
+            if reply is None:  # not now: the run stays paused
+                break
+            ctx.restore((await graph.aget_state(config)).values.get("steps") or [])
+            ctx.rewind()  # the node asking runs again: its calls come from the journal
+            state, status, reason, error, _ = await _drive(
+                spec, graph, answering(pending[0], reply), ctx, config, mem)
+            pending = pending_of(await graph.aget_state(config))
+        if pending and status == "ok":
+            status, reason = "paused", f"waiting for a person at {pending[0]['node']}"
         if saver is not None:  # the checkpoint holds every step, the resumed ones too
             state = dict((await graph.aget_state(config)).values) or state
             steps = _merge_steps(state.get("steps") or [], steps)
@@ -192,9 +236,14 @@ async def execute(
         result = result_of(spec, ctx, run["task"], state, steps, status, reason, error, start)
         result.lessons = list(lessons or [])
         result.remembered = list(mem.stored) if mem is not None else []
+        result.pending = pending
         return result
 
     result = build()
+    if status == "paused":  # no lesson yet: the run has not ended
+        if mem is not None and mem.recorder is not None:
+            mem.recorder.finish(result)
+        return result
     if mem is not None:  # the lesson (per the team's memory policy), then the ledger row
         if await mem.reflect(ctx, run["task"], state, result):
             result = build()  # with the reflector's step
@@ -208,7 +257,8 @@ async def _drive(
     spec: TeamSpec, graph: Any, first: dict[str, Any] | None, ctx: RunContext,
     config: dict[str, Any], mem: RunMemory | None,
 ) -> tuple[dict[str, Any], Status, str | None, str | None, float]:
-    """Stream the graph to its end; a budget or the timeout stops it between writes."""
+    """Stream the graph to its end (or a pause for a person); a budget or the timeout
+    stops it between writes."""
     state: dict[str, Any] = {}
     status: Status = "ok"
     reason: str | None = None
@@ -216,11 +266,13 @@ async def _drive(
     start = time.perf_counter()
     try:
         async with asyncio.timeout(spec.limits.timeout_s):
-            async for state in graph.astream(  # noqa: B007 - the last state is the result
+            async for chunk in graph.astream(
                 first, context=ctx, stream_mode="values", config=config,
             ):
-                pass
+                state = {k: v for k, v in chunk.items() if k != "__interrupt__"}
         reason = state.get("stop_reason")
+    except StoppedByPerson as stop:
+        status, reason = "stopped", stop.reason
     except BudgetExceeded as stop:
         status, reason = "stopped", f"budget: {stop.reason}"
     except TimeoutError:
@@ -312,6 +364,9 @@ async def resume_run(
     memory: Memory | bool | None = None,
     model: str | None = None,
     limits: dict[str, Any] | None = None,
+    answer: str | None = None,
+    ask: Ask | None = None,
+    question: str | None = None,
 ) -> RunResult:
     """Finish a killed or stopped durable run, rebuilding its team from its checkpoint.
 
@@ -319,8 +374,13 @@ async def resume_run(
     not whatever its YAML file says now; ``limits`` raises (or lowers) its budgets,
     e.g. ``{"max_llm_calls": 40}`` to go on after a budget stop.
 
+    A run paused for a person goes on with ``answer``, their reply to its first pending
+    question (``RunResult.pending``; ``question``: the id of another one), or asks
+    ``ask`` as :meth:`Team.arun` does.
+
     Raises:
-        RunNotResumable: no checkpoint of ``run_id`` exists.
+        RunNotResumable: no checkpoint of ``run_id`` exists, or ``answer`` was given to a
+            run that is not waiting for one.
     """
     from concilium.loader import spec_from_dict
     from concilium.run.checkpoints import claim_run, open_checkpointer, thread_config
@@ -342,4 +402,24 @@ async def resume_run(
             spec = spec.with_model(model)
         return await execute(spec, {}, run_id=run_id, source=saved.get("source"),
                              on_step=on_step, memory=memory, record=None, durable=True,
-                             checkpointer=saver, resume=True, own_saver=True)
+                             checkpointer=saver, resume=True, own_saver=True,
+                             answer=answer, ask=ask, question=question)
+
+
+async def pending_questions(run_id: str, *, memory: Memory | bool | None = None,
+                            ) -> list[dict[str, Any]]:
+    """What paused run ``run_id`` asks a person, read from its checkpoint (``[]``: none).
+
+    Works in any process that shares the run's database, so a restarted service still
+    shows the question of a run paused before the restart.
+    """
+    from concilium.loader import spec_from_dict
+    from concilium.run.checkpoints import open_checkpointer, thread_config
+
+    async with open_checkpointer(_memory_url(memory)) as saver:
+        meta = _run_metadata(await saver.aget_tuple(thread_config(run_id)))
+        if meta is None:
+            return []
+        graph = compile_team(spec_from_dict(meta["team"]["spec"])).copy(
+            update={"checkpointer": saver})
+        return pending_of(await graph.aget_state(thread_config(run_id)))

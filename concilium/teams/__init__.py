@@ -9,14 +9,22 @@ changes other branches make to it, to its new home.)
 from __future__ import annotations
 
 from concilium.agents.roles import registry
-from concilium.loader import load_spec, spec_from_dict, spec_from_text, team_json_schema
+from concilium.loader import (
+    inline_teams,
+    load_spec,
+    spec_from_dict,
+    spec_from_text,
+    team_json_schema,
+)
 from concilium.spec import (
     MAX_DEPTH,
     MAX_FILE_BYTES,
     MAX_NODES,
+    OUTPUTS,
     SCHEMA_URL,
     AnswerSpec,
     FallbackSpec,
+    KindSpec,
     LimitsSpec,
     MemorySpec,
     PromptSpec,
@@ -27,22 +35,28 @@ from concilium.spec import (
     locate,
 )
 
-ROLE_KINDS: tuple[str, ...] = registry.names()
+ROLE_KINDS: tuple[str, ...] = (*registry.names(), "human")
 """The built-in role kinds (the registry, :mod:`concilium.agents.roles.registry`, has them
 all, added ones included)."""
 PROGRAM_AIDED_KINDS: tuple[str, ...] = tuple(
     name for name, kind in registry.kinds().items() if kind.program_aided
+)
+PLAYABLE_KINDS: tuple[str, ...] = tuple(
+    name for name, kind in registry.kinds().items() if kind.playable
 )
 
 __all__ = [
     "MAX_DEPTH",
     "MAX_FILE_BYTES",
     "MAX_NODES",
+    "OUTPUTS",
+    "PLAYABLE_KINDS",
     "PROGRAM_AIDED_KINDS",
     "ROLE_KINDS",
     "SCHEMA_URL",
     "AnswerSpec",
     "FallbackSpec",
+    "KindSpec",
     "LimitsSpec",
     "MemorySpec",
     "PromptSpec",
@@ -50,6 +64,7 @@ __all__ = [
     "RoleSpec",
     "StrategySpec",
     "TeamSpec",
+    "inline_teams",
     "load_spec",
     "locate",
     "spec_from_dict",

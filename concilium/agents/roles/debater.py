@@ -73,7 +73,7 @@ async def node(ctx: RunContext, name: str, spec: RoleSpec, turn: Turn) -> Played
     """A debater node of a custom graph: its answer, revised after reading the others'."""
     own = Answer.model_validate(turn.own["answer"]) if turn.own.get("answer") else None
     answer, step = await argue(ctx, name, spec, turn.task, own=own, lessons=turn.lessons,
-                               others=turn.answers(("debater", "generator"), name),
+                               others=turn.answers(("debater", "generator", "team"), name),
                                round=turn.round, sample=turn.sample)
     found = answer.model_dump()
     return Played({"answer": found}, {"answer": found}, step)

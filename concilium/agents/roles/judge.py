@@ -60,7 +60,7 @@ async def judge(
 
 async def node(ctx: RunContext, name: str, spec: RoleSpec, turn: Turn) -> Played:
     """A judge node of a custom graph: picks among the answers given so far."""
-    said = turn.answers(("generator", "refiner", "debater"), "")
+    said = turn.answers(("generator", "refiner", "debater", "team"), "")
     decision, step = await judge(ctx, name, spec, turn.task, said, round=turn.round,
                                  previous=turn.answer.value)
     if decision.answer is None:

@@ -91,6 +91,8 @@ class RoleKind:
     """It may write a program instead of an answer (``program_aided:``)."""
     checks: bool = False
     """It may have a ``check:`` (a tool instead of, or before, a model)."""
+    playable: bool = True
+    """A person may play it (``role: human``, ``plays: <kind>``)."""
     prompt: Path | None = None
     """Its prompt file; ``None``: the packaged ``concilium/prompts/<name>.yaml``."""
     extra: dict[str, Any] = field(default_factory=dict)

@@ -58,4 +58,4 @@ async def node(ctx: RunContext, name: str, spec: RoleSpec, turn: Turn) -> Played
 
 
 KIND = RoleKind("reflector", frozenset({"answer", "final", "feedback", "reflections"}),
-                Reflection, node)
+                Reflection, node, playable=False)
