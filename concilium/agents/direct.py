@@ -36,8 +36,10 @@ HTTP_PROVIDERS = frozenset({"openai", "hosted_vllm"})
 """Providers whose ``api_base`` speaks the OpenAI chat-completions wire format."""
 _ROUTING = ("api_base", "api_key", "extra_headers")
 
-Call = Callable[[str, Sequence[dict[str, Any]], dict[str, Any], dict[str, Any], float],
-                Awaitable[tuple[str, int, int]]]
+Call = Callable[
+    [str, Sequence[dict[str, Any]], dict[str, Any], dict[str, Any], float],
+    Awaitable[tuple[str, int, int]],
+]
 
 
 def route(model: str, params: dict[str, Any]) -> Call | None:
@@ -61,13 +63,26 @@ def _litellm_hooked() -> bool:
     lm = sys.modules.get("litellm")
     if lm is None:
         return False
-    return any(getattr(lm, name, None) for name in (
-        "callbacks", "success_callback", "failure_callback", "input_callback",
-        "_async_success_callback", "_async_failure_callback"))
+    return any(
+        getattr(lm, name, None)
+        for name in (
+            "callbacks",
+            "success_callback",
+            "failure_callback",
+            "input_callback",
+            "_async_success_callback",
+            "_async_failure_callback",
+        )
+    )
 
 
-async def _own(model: str, messages: Sequence[dict[str, Any]], params: dict[str, Any],
-               metadata: dict[str, Any], timeout_s: float) -> tuple[str, int, int]:
+async def _own(
+    model: str,
+    messages: Sequence[dict[str, Any]],
+    params: dict[str, Any],
+    metadata: dict[str, Any],
+    timeout_s: float,
+) -> tuple[str, int, int]:
     provider, name = model.split("/", 1)
     from concilium.agents.providers import OWN
 
@@ -104,8 +119,7 @@ def _base_url(provider: str, params: dict[str, Any]) -> str | None:
     return str(base).rstrip("/")
 
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
-    weakref.WeakKeyDictionary())
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
 
 
 def _client() -> Any:
@@ -122,8 +136,13 @@ def _client() -> Any:
     return client
 
 
-async def _http(model: str, messages: Sequence[dict[str, Any]], params: dict[str, Any],
-                metadata: dict[str, Any], timeout_s: float) -> tuple[str, int, int]:
+async def _http(
+    model: str,
+    messages: Sequence[dict[str, Any]],
+    params: dict[str, Any],
+    metadata: dict[str, Any],
+    timeout_s: float,
+) -> tuple[str, int, int]:
     import httpx
 
     provider, name = model.split("/", 1)
@@ -136,8 +155,7 @@ async def _http(model: str, messages: Sequence[dict[str, Any]], params: dict[str
     body: dict[str, Any] = {"model": name, "messages": list(messages)}
     body.update({k: v for k, v in params.items() if k not in _ROUTING and v is not None})
     try:
-        response = await _client().post(f"{base}/chat/completions", json=body,
-                                        headers=headers)
+        response = await _client().post(f"{base}/chat/completions", json=body, headers=headers)
     except httpx.TimeoutException as error:
         raise TimeoutError(f"{type(error).__name__}: {error}") from error
     except httpx.TransportError as error:  # refused, reset, DNS: worth another try
@@ -148,11 +166,15 @@ async def _http(model: str, messages: Sequence[dict[str, Any]], params: dict[str
         data = response.json()
         content = data["choices"][0]["message"].get("content")
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-        raise HTTPStatusError(502, f"not an OpenAI chat completion: "
-                              f"{response.text[:200]!r}") from None
+        raise HTTPStatusError(
+            502, f"not an OpenAI chat completion: {response.text[:200]!r}"
+        ) from None
     usage = data.get("usage") or {}
-    return (content if isinstance(content, str) else "",
-            int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+    return (
+        content if isinstance(content, str) else "",
+        int(usage.get("prompt_tokens") or 0),
+        int(usage.get("completion_tokens") or 0),
+    )
 
 
 def _error_text(response: Any) -> str:
@@ -171,8 +193,12 @@ def _error_text(response: Any) -> str:
 # ------------------------------------------------------------------ prices
 
 
-def price_of(model: str, prompt_tokens: int, completion_tokens: int,
-             registered: dict[str, tuple[float, float]]) -> float:
+def price_of(
+    model: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    registered: dict[str, tuple[float, float]],
+) -> float:
     """What a direct call cost: a price registered with the door, else litellm's table.
 
     litellm's table is its packaged JSON file, read (once) without importing litellm;
@@ -189,8 +215,10 @@ def price_of(model: str, prompt_tokens: int, completion_tokens: int,
             entry = table[name]
         if not entry:
             return 0.0
-        price = (float(entry.get("input_cost_per_token") or 0.0),
-                 float(entry.get("output_cost_per_token") or 0.0))
+        price = (
+            float(entry.get("input_cost_per_token") or 0.0),
+            float(entry.get("output_cost_per_token") or 0.0),
+        )
     return prompt_tokens * price[0] + completion_tokens * price[1]
 
 

@@ -18,8 +18,10 @@ from typing import Any
 
 __all__ = ["OWN", "custom_provider_map"]
 
-OWN = {"local": "concilium.agents.providers.local",
-       "scripted": "concilium.agents.providers.scripted"}
+OWN = {
+    "local": "concilium.agents.providers.local",
+    "scripted": "concilium.agents.providers.scripted",
+}
 """Providers answered in this process without litellm: prefix -> module with ``areply``."""
 
 
@@ -53,13 +55,33 @@ def _adapter_class() -> type:
 
         def _fill(self, model_response: Any, model: str, out: tuple[str, int, int]) -> Any:
             text, prompt, completion = out
-            return fill_response(model_response, model=f"{self.prefix}/{model}", text=text,
-                                 prompt_tokens=prompt, completion_tokens=completion)
+            return fill_response(
+                model_response,
+                model=f"{self.prefix}/{model}",
+                text=text,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+            )
 
-        async def acompletion(self, model, messages, api_base, custom_prompt_dict,  # type: ignore[override]
-                              model_response, print_verbose, encoding, api_key, logging_obj,
-                              optional_params, acompletion=None, litellm_params=None,
-                              logger_fn=None, headers=None, timeout=None, client=None):
+        async def acompletion(
+            self,
+            model,
+            messages,
+            api_base,
+            custom_prompt_dict,  # type: ignore[override]
+            model_response,
+            print_verbose,
+            encoding,
+            api_key,
+            logging_obj,
+            optional_params,
+            acompletion=None,
+            litellm_params=None,
+            logger_fn=None,
+            headers=None,
+            timeout=None,
+            client=None,
+        ):
             meta = call_metadata(litellm_params)
             try:
                 out = await self.module.areply(model, messages, dict(optional_params), meta)
@@ -68,10 +90,25 @@ def _adapter_class() -> type:
                 raise
             return self._fill(model_response, model, out)
 
-        def completion(self, model, messages, api_base, custom_prompt_dict,  # type: ignore[override]
-                       model_response, print_verbose, encoding, api_key, logging_obj,
-                       optional_params, acompletion=None, litellm_params=None,
-                       logger_fn=None, headers=None, timeout=None, client=None):
+        def completion(
+            self,
+            model,
+            messages,
+            api_base,
+            custom_prompt_dict,  # type: ignore[override]
+            model_response,
+            print_verbose,
+            encoding,
+            api_key,
+            logging_obj,
+            optional_params,
+            acompletion=None,
+            litellm_params=None,
+            logger_fn=None,
+            headers=None,
+            timeout=None,
+            client=None,
+        ):
             meta = call_metadata(litellm_params)
             try:
                 out = self.module.reply(model, messages, dict(optional_params), meta)

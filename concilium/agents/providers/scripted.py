@@ -1,4 +1,4 @@
-"""``scripted/<name>``: a deterministic model for tests, reached through the model door like any other.
+"""``scripted/<name>``: a deterministic model for tests, reached through the model door.
 
 A :class:`Script` answers each call from per-role queues, then from rules (a
 regex on the prompt, or any function of the call), then from a default. When
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from concilium.agents.providers.base import rough_tokens
 from concilium.errors import ConfigError, ScriptExhausted
 
