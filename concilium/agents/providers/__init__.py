@@ -63,12 +63,12 @@ def _adapter_class() -> type:
                 completion_tokens=completion,
             )
 
-        async def acompletion(
+        async def acompletion(  # type: ignore[override]
             self,
             model,
             messages,
             api_base,
-            custom_prompt_dict,  # type: ignore[override]
+            custom_prompt_dict,
             model_response,
             print_verbose,
             encoding,
@@ -90,12 +90,12 @@ def _adapter_class() -> type:
                 raise
             return self._fill(model_response, model, out)
 
-        def completion(
+        def completion(  # type: ignore[override]
             self,
             model,
             messages,
             api_base,
-            custom_prompt_dict,  # type: ignore[override]
+            custom_prompt_dict,
             model_response,
             print_verbose,
             encoding,
