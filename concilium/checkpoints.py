@@ -102,6 +102,7 @@ async def open_checkpointer(url: str | None = None) -> AsyncIterator[Any]:
     import sqlite3
 
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         saver = await _shared_sqlite(url, path)
     except (sqlite3.Error, OSError) as error:
         raise _unusable(url, error) from None
@@ -146,64 +147,113 @@ async def _set_up_postgres(saver: Any) -> None:
         await fetch("SELECT pg_advisory_unlock(%s)", key)
 
 
-class SqliteCheckpointer(_SqliteSaver):
-    """LangGraph's SQLite saver on one connection per database file, for the whole process.
+class _Saver(_SqliteSaver):
+    def list_all(self, config: Any, **kwargs: Any) -> list[Any]:
+        """``list``, read to the end (a generator cannot cross to the worker thread)."""
+        return list(self.list(config, **kwargs))
 
-    Every run of the process shares it, and every database operation runs on one worker
-    thread (:data:`_worker`): a run pays a thread hop per checkpoint, not a connection,
-    a thread and a schema check. Checkpoints are serialised on the event loop (as
-    LangGraph's own async savers do, before the state moves on) and written on the
-    worker, each in its own short transaction, so a cancelled run never leaves a
-    transaction (and SQLite's write lock) open behind it. WAL with
-    ``synchronous=NORMAL``, as the ledger: a commit survives the process being killed
-    (what resume is for); only a power cut can lose the newest ones.
+
+class SqliteCheckpointer(_Saver):
+    """LangGraph's SQLite saver, opened once per database file and process, shared by runs.
+
+    Opening a saver per run (a connection, a thread, the schema check) cost more than
+    the run's checkpoints. A checkpoint write in WAL mode with ``synchronous=NORMAL``
+    (as the ledger: a commit survives the process being killed, which is what resume
+    is for; only a power cut can lose the newest ones) is a few tens of microseconds,
+    less than handing it to a thread, so each operation runs right here, on a
+    connection that never waits for SQLite's write lock; only when another process
+    holds that lock does it go to a worker thread (:func:`_worker`) whose connection
+    waits as long as the ledger's does. Either way an operation is one short
+    transaction, so a cancelled run never leaves one open (and the lock held) behind
+    it. WAL checkpoints (the only fsyncs) are run by the worker, not by a run.
     """
+
+    WAL_EVERY = 256
+    """Commits between the worker's WAL checkpoints."""
 
     def __init__(self, path: Path) -> None:
         import sqlite3
 
         from concilium.memory.db import SQLITE_BUSY_TIMEOUT_MS
 
+        super().__init__(sqlite3.connect(str(path), check_same_thread=False, timeout=0))
         # As long a wait for the write lock as the ledger's: many processes write here.
-        conn = sqlite3.connect(str(path), check_same_thread=False,
-                               timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
-        super().__init__(conn)
+        self.patient = _Saver(sqlite3.connect(
+            str(path), check_same_thread=False, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000))
         self.path = path
+        self._commits = 0
 
-    async def _on_worker(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.wrap_future(_worker().submit(functools.partial(fn, *args, **kwargs)))
+    def _configure(self) -> None:
+        """Create the tables, then tune both connections (on the worker, at open)."""
+        self.patient.setup()
+        # Not setup() again here: its ALTER TABLE may want the write lock, and this
+        # connection never waits for it.
+        self.is_setup, self._has_task_path = True, self.patient._has_task_path
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        for conn in (self.conn, self.patient.conn):
+            conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA wal_autocheckpoint=0")  # the worker's job, not a run's
+
+    async def _do(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        import sqlite3
+
+        try:
+            result = getattr(_Saver, name)(self, *args, **kwargs)
+        except sqlite3.OperationalError as error:
+            if not _busy(error):
+                raise
+        else:
+            if name in ("put", "put_writes", "delete_thread"):
+                self._commits += 1
+                if self._commits % self.WAL_EVERY == 0:
+                    _worker().submit(self._wal_checkpoint)
+            return result
+        self.patient.serde = self.serde  # it may hold values serialised already
+        call = functools.partial(getattr(self.patient, name), *args, **kwargs)
+        return await asyncio.wrap_future(_worker().submit(call))
+
+    def _wal_checkpoint(self) -> None:
+        import sqlite3
+
+        with contextlib.suppress(sqlite3.Error), self.patient.lock:
+            self.patient.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     async def aget_tuple(self, config: Any) -> Any:
-        return await self._on_worker(self.get_tuple, config)
+        return await self._do("get_tuple", config)
 
     async def alist(self, config: Any, *, filter: Any = None, before: Any = None,
                     limit: int | None = None) -> AsyncIterator[Any]:
-        found = await self._on_worker(lambda: list(self.list(config, filter=filter,
-                                                             before=before, limit=limit)))
-        for item in found:
+        for item in await self._do("list_all", config, filter=filter, before=before,
+                                   limit=limit):
             yield item
+
 
     async def aput(self, config: Any, checkpoint: Any, metadata: Any,
                    new_versions: Any) -> Any:
         typed = _Serialized(self.serde.dumps_typed(checkpoint), checkpoint)
-        return await self._on_worker(self.put, config, typed, metadata, new_versions)
+        return await self._do("put", config, typed, metadata, new_versions)
 
     async def aput_writes(self, config: Any, writes: Any, task_id: str,
                           task_path: str = "") -> None:
         typed = [(channel, _Serialized(self.serde.dumps_typed(value)))
                  for channel, value in writes]
-        await self._on_worker(self.put_writes, config, typed, task_id, task_path)
+        await self._do("put_writes", config, typed, task_id, task_path)
 
     async def adelete_thread(self, thread_id: str) -> None:
-        await self._on_worker(self.delete_thread, thread_id)
+        await self._do("delete_thread", thread_id)
 
     async def aget_delta_channel_history(self, *, config: Any, channels: Any) -> Any:
-        return await self._on_worker(self.get_delta_channel_history, config=config,
-                                     channels=channels)
+        return await self._do("get_delta_channel_history", config=config, channels=channels)
 
     def close(self) -> None:
-        with self.lock:
-            self.conn.close()
+        for saver in (self, self.patient):
+            with saver.lock:
+                saver.conn.close()
+
+
+def _busy(error: BaseException) -> bool:
+    text = str(error).lower()
+    return "locked" in text or "busy" in text
 
 
 class _Serialized:
@@ -265,11 +315,10 @@ async def _shared_sqlite(url: str, path: Path) -> SqliteCheckpointer:
 def _open_sqlite(url: str, path: Path) -> SqliteCheckpointer:
     """Open ``path`` and create the saver's tables (under the schema lock, once per
     process and file: processes starting together on a new database must not race)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     saver = _redacting(SqliteCheckpointer(path))
     try:
         if url in _ready:
-            saver.setup()  # CREATE TABLE IF NOT EXISTS on existing tables: no write
+            saver._configure()  # CREATE TABLE IF NOT EXISTS on existing tables: no write
         else:
             from filelock import FileLock, Timeout
 
@@ -282,11 +331,10 @@ def _open_sqlite(url: str, path: Path) -> SqliteCheckpointer:
             try:
                 with FileLock(str(schema_lock_path(url)), timeout=SCHEMA_LOCK_WAIT_S,
                               thread_local=False):
-                    saver.setup()
+                    saver._configure()
             except Timeout:
                 raise _schema_lock_timeout() from None
             _ready.add(url)
-        saver.conn.execute("PRAGMA synchronous=NORMAL")
     except BaseException:
         saver.close()
         raise
