@@ -307,18 +307,28 @@ async def open_run_memory(
     wants_recall = lessons is None and spec.memory.recall_k > 0 and not resume
     if not (record or wants_recall or remember_policy(spec) != "never"):
         return None
-    if memory is None or memory is True:
-        from concilium.memory.store import Memory
-
-        memory = await asyncio.to_thread(Memory.open)
     namespace = namespace_of(spec)
+    given = memory
+
+    def open_and_recall() -> tuple[Memory, list[Lesson]]:
+        """Both in one trip off the event loop (each trip is a thread hand-off)."""
+        if given is None or given is True:
+            from concilium.memory.store import Memory
+
+            opened = Memory.open()
+        else:
+            opened = given
+        if not wants_recall:
+            return opened, []
+        return opened, opened.recall(task, namespace=namespace, k=spec.memory.recall_k,
+                                     verified_only=spec.memory.verified_only)
+
+    if given is None or given is True or wants_recall:
+        memory, recalled = await asyncio.to_thread(open_and_recall)
+    else:
+        recalled = []
     run = RunMemory(memory=memory, spec=spec, namespace=namespace, task=task,
-                    run_id=ctx.run_id)
-    if wants_recall:
-        run.recalled = await asyncio.to_thread(
-            memory.recall, task, namespace=namespace, k=spec.memory.recall_k,
-            verified_only=spec.memory.verified_only,
-        )
+                    run_id=ctx.run_id, recalled=recalled)
     if record and resume:  # the run's row exists (unless it died before it was written)
         run.recorder = await asyncio.to_thread(memory.ledger.reopen, ctx.run_id)
     if record and run.recorder is None:  # (the ledger writer redacts secrets, off the event loop)

@@ -178,6 +178,8 @@ class _Writer:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._pending = 0  # ops submitted and not yet written (a hint: no lock needed)
+        self._urgent = threading.Event()
+        """Set by :meth:`flush`: stop lingering, write now."""
         self._unsent: dict[RedisLayer, deque[tuple[str, dict[str, Any]]]] = {}
         """Events each downed Redis has yet to receive (touched by the writer thread only)."""
 
@@ -196,6 +198,7 @@ class _Writer:
             return True
         done = threading.Event()
         self.submit(_Op("barrier", done=done))
+        self._urgent.set()
         return done.wait(timeout_s)
 
     def _loop(self) -> None:
@@ -206,10 +209,15 @@ class _Writer:
                 for redis in list(self._unsent):
                     self._publish_safely(redis, [])
                 continue
-            deadline = time.monotonic() + LINGER_S
+            if batch[0].kind != "barrier":
+                # Linger for what comes next without waking up for each of it: a thread
+                # woken per event costs the event loop a GIL hand-off each time. A flush
+                # ends the wait at once.
+                self._urgent.wait(LINGER_S)
+            self._urgent.clear()
             while batch[-1].kind != "barrier" and len(batch) < MAX_BATCH:
                 try:
-                    batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                    batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
             try:
