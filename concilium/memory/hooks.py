@@ -323,10 +323,16 @@ async def open_run_memory(
         return opened, opened.recall(task, namespace=namespace, k=spec.memory.recall_k,
                                      verified_only=spec.memory.verified_only)
 
-    if given is None or given is True or wants_recall:
-        memory, recalled = await asyncio.to_thread(open_and_recall)
+    if given is None or given is True:
+        from concilium.memory.store import Memory
+
+        cached = Memory.open(cached_only=True)  # a dict lookup: the process opened it before
     else:
-        recalled = []
+        cached = given
+    if cached is not None and (not wants_recall or cached.surely_empty(namespace)):
+        memory, recalled = cached, []
+    else:
+        memory, recalled = await asyncio.to_thread(open_and_recall)
     run = RunMemory(memory=memory, spec=spec, namespace=namespace, task=task,
                     run_id=ctx.run_id, recalled=recalled)
     if record and resume:  # the run's row exists (unless it died before it was written)

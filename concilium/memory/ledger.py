@@ -43,7 +43,8 @@ if TYPE_CHECKING:
     from concilium.memory.redis_layer import RedisLayer
     from concilium.team import RunResult
 
-__all__ = ["Ledger", "RunRecorder", "find_run", "flush", "list_runs", "usage_stats"]
+__all__ = ["Ledger", "RunRecorder", "find_run", "flush", "forget_calls", "list_runs",
+           "usage_stats"]
 
 log = logging.getLogger(__name__)
 
@@ -157,12 +158,17 @@ class RunRecorder:
         return _writer.flush(timeout_s)
 
 
+def forget_calls(db: Database, run_id: str) -> None:
+    """Queue the deletion of a finished run's call journal (:mod:`concilium.memory.journal`)."""
+    _writer.submit(_Op("forget_calls", db, None, run_id))
+
+
 # ---------------------------------------------------------------------------- the writer
 
 
 @dataclass
 class _Op:
-    kind: str  # run_start | step | event | run_end | barrier
+    kind: str  # run_start | step | event | run_end | use | forget_calls | barrier
     db: Database | None = None
     redis: RedisLayer | None = None
     run_id: str = ""
@@ -246,7 +252,8 @@ class _Writer:
                 _commit(db, sql_ops)
             redis = ops[0].redis
             if redis is not None:
-                self._publish(redis, [(op.run_id, _event(op)) for op in ops if op.kind != "use"])
+                self._publish(redis, [(op.run_id, _event(op)) for op in ops
+                                      if op.kind not in ("use", "forget_calls")])
 
     def _retry_in(self) -> float | None:
         """How long the writer may sleep: until the next Redis retry if events wait for one."""
@@ -341,6 +348,7 @@ def _apply(db: Database, ops: list[_Op]) -> None:
     rows: dict[str, list[dict[str, Any]]] = {"run_start": [], "run_resume": [], "step": [],
                                              "run_end": [], "fail": []}
     uses: list[_Op] = []
+    forgotten: list[dict[str, Any]] = []
     for op in ops:
         if op.kind == "run_start":
             rows["run_start"].append(_values(op.data, dialect))
@@ -354,6 +362,8 @@ def _apply(db: Database, ops: list[_Op]) -> None:
             rows[kind].append(_values({**op.data, "id": op.run_id}, dialect))
         elif op.kind == "use":
             uses.append(op)
+        elif op.kind == "forget_calls":
+            forgotten.append({"run_id": op.run_id})
     with db.write_engine.begin() as conn:
         for kind, params in rows.items():
             if params:
@@ -361,6 +371,9 @@ def _apply(db: Database, ops: list[_Op]) -> None:
                 conn.exec_driver_sql(driver_sql(sql, dialect), params)
         for op in uses:
             _record_use(conn, op.data["ids"], op.data["correct"])
+        if forgotten:
+            conn.exec_driver_sql(driver_sql("DELETE FROM calls WHERE run_id = :run_id",
+                                            dialect), forgotten)
 
 
 def _record_use(conn: Any, ids: list[int], correct: bool | None) -> None:
