@@ -102,7 +102,9 @@ def main() -> None:
             ),
         }
         for label, tree in trees.items():
-            env = {**base, "PYTHONPATH": str(tree)}
+            # Each tree its own database: another checkout may be at another schema.
+            env = {**base, "PYTHONPATH": str(tree),
+                   "CONCILIUM_HOME": str(work / f".concilium{label.strip()}")}
             run = [py, "-m", "concilium.cli.app", "run", team, "What is 2+3?", "-q", "--model"]
             cases[f"run, scripted{label}"] = ([*run, "scripted/instant"], env)
             cases[f"run, HTTP server{label}"] = ([*run, "openai/instant"], env)
