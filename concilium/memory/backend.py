@@ -82,8 +82,15 @@ class CallLog(Protocol):
     def put(self, key: str, result: dict[str, Any]) -> None:
         """Store one call's result before anyone uses it."""
 
+    def put_now(self, key: str, result: dict[str, Any]) -> bool:
+        """:meth:`put` right here if that takes no waiting; ``False``: :meth:`put` it off
+        the event loop instead."""
+
     def forget(self) -> None:
         """Drop the run's calls (it finished)."""
+
+    def forget_later(self) -> None:
+        """:meth:`forget`, queued: the run does not wait."""
 
 
 @runtime_checkable
