@@ -17,17 +17,20 @@ import json
 import os
 import random
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from concilium import tracing
 from concilium.agents import breaker
+from concilium.agents.streaming import Delta, Relay, collect
 from concilium.errors import ConciliumError, ModelError
 
 __all__ = [
     "DEFAULT_RETRY",
     "NO_KEY",
     "ChatResult",
+    "Delta",
     "Endpoint",
     "ResponseCache",
     "RetryPolicy",
@@ -116,6 +119,8 @@ class ChatResult:
     errors: list[str] = field(default_factory=list)
     replayed: bool = False
     """Answered from a resumed run's call journal: made (and paid for) before the crash."""
+    first_token_ms: float | None = None
+    """Streamed calls: milliseconds from the call to its first text (time to first token)."""
 
     @property
     def total_tokens(self) -> int:
@@ -312,14 +317,17 @@ async def _one_call(
     params: dict[str, Any],
     metadata: dict[str, Any],
     policy: RetryPolicy,
+    relay: Relay | None = None,
 ) -> Any:
     lm = litellm_module()
     call_id = next(_call_ids)
+    if relay is not None:  # the same usage comes back in the stream's last chunk
+        params = {**params, "stream": True, "stream_options": {"include_usage": True}}
     try:
         # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives as
         # the call completes, and a cancelled (Ctrl-C'd) run would then carry on.
         async with asyncio.timeout(policy.timeout_s):
-            return await lm.acompletion(
+            response = await lm.acompletion(
                 model=model,
                 messages=list(messages),
                 metadata={**metadata, "concilium_call_id": call_id},
@@ -327,6 +335,9 @@ async def _one_call(
                 num_retries=0,
                 **params,
             )
+            if relay is not None:  # read to its end inside the same time limit
+                response = await collect(lm, response, messages, model, relay)
+            return response
     except BaseException as error:
         original = _provider_errors.pop(call_id, None)
         if original is not None and original is not error:
@@ -336,6 +347,7 @@ async def _one_call(
         _provider_errors.pop(call_id, None)
 
 
+@tracing.model_span
 async def chat(
     messages: Sequence[dict[str, str]],
     *,
@@ -352,6 +364,7 @@ async def chat(
     api_base: str | None = None,
     api_key: str | None = None,
     extra_headers: Mapping[str, str] | None = None,
+    on_delta: Callable[[Delta], None] | None = None,
 ) -> ChatResult:
     """Call a model through litellm with retries, a timeout per try and fallbacks.
 
@@ -375,6 +388,9 @@ async def chat(
         api_key: the key for that server; default: the provider's usual variable, or
             :data:`NO_KEY` when ``api_base`` is given.
         extra_headers: HTTP headers sent with each call to ``model``.
+        on_delta: stream the reply: called with each piece of text as it is generated
+            (a :class:`Delta`; one marked ``restart`` voids the text before it, when a
+            try fails midway and another starts). The result is the same as unstreamed.
 
     Returns:
         The reply text with usage, cost, latency and how many tries it took.
@@ -398,6 +414,7 @@ async def chat(
                          replace(primary, model=f) for f in fallbacks)]
     errors: list[str] = []
     attempts = 0
+    relay = Relay(on_delta) if on_delta is not None else None
     start = time.perf_counter()
     key = None
     if cache is not None and cache.accepts(temperature):
@@ -407,6 +424,8 @@ async def chat(
         key = cache_key(model, messages, {**params, **where})
         hit = await cache.get(key)
         if hit is not None:
+            if relay is not None:  # a reply from the cache arrives whole
+                relay.send(str(hit.get("text", "")), str(hit.get("model", model)))
             return ChatResult(text=str(hit.get("text", "")), model=str(hit.get("model", model)),
                               latency_ms=(time.perf_counter() - start) * 1000.0, attempts=0,
                               cached=True)
@@ -422,7 +441,7 @@ async def chat(
                     attempts += 1
                     response = await _one_call(candidate, messages,
                                                {**params, **route.params()}, metadata or {},
-                                               retry)
+                                               retry, relay)
             except breaker.CircuitOpen as cooling:
                 errors.append(f"{candidate}: CircuitOpen: {cooling}")
                 if index < len(routes) - 1:
@@ -453,6 +472,8 @@ async def chat(
                 attempts=attempts,
                 fallback_used=index > 0,
                 errors=errors,
+                first_token_ms=None if relay is None or relay.first_at is None
+                else (relay.first_at - start) * 1000.0,
             )
     raise ModelError("all models failed: " + " | ".join(errors[-4:]))  # already redacted
 

@@ -29,7 +29,12 @@ import yaml
 from litellm import CustomLLM
 
 from concilium.agents.llm import record_provider_error
-from concilium.agents.providers.base import call_metadata, fill_response, rough_tokens
+from concilium.agents.providers.base import (
+    call_metadata,
+    fill_response,
+    generic_chunks,
+    rough_tokens,
+)
 from concilium.errors import ConfigError, ScriptExhausted
 
 __all__ = ["Rule", "Script", "ScriptCall", "ScriptedProvider", "get", "register", "use"]
@@ -226,6 +231,47 @@ class ScriptedProvider(CustomLLM):
             raise
         return _fill(model_response, model, messages, text)
 
+    async def astreaming(self, model, messages, api_base, custom_prompt_dict, model_response,
+                         print_verbose, encoding, api_key, logging_obj, optional_params,
+                         acompletion=None, litellm_params=None, logger_fn=None, headers=None,
+                         timeout=None, client=None):  # type: ignore[override]
+        """The same reply as :meth:`acompletion`, word by word, with the same usage."""
+        meta = call_metadata(litellm_params)
+        try:
+            script = get(model)
+            delay = _delay(script, messages, optional_params, meta)
+            if delay:
+                await asyncio.sleep(delay)
+            text = _answer(script, messages, optional_params, meta)
+        except Exception as error:
+            record_provider_error(meta.get("concilium_call_id"), error)
+            raise
+        for chunk in generic_chunks(text, *_usage(messages, text)):
+            yield chunk
+            await asyncio.sleep(0)  # a real stream lets others run between chunks
+
+    def streaming(self, model, messages, api_base, custom_prompt_dict, model_response,
+                  print_verbose, encoding, api_key, logging_obj, optional_params,
+                  acompletion=None, litellm_params=None, logger_fn=None, headers=None,
+                  timeout=None, client=None):  # type: ignore[override]
+        meta = call_metadata(litellm_params)
+        try:
+            script = get(model)
+            delay = _delay(script, messages, optional_params, meta)
+            if delay:
+                time.sleep(delay)
+            text = _answer(script, messages, optional_params, meta)
+        except Exception as error:
+            record_provider_error(meta.get("concilium_call_id"), error)
+            raise
+        yield from generic_chunks(text, *_usage(messages, text))
+
+
+def _usage(messages: list, text: str) -> tuple[int, int]:
+    """Prompt and completion tokens of a scripted call (streamed or not: the same)."""
+    prompt = "".join(str(m.get("content", "")) for m in messages)
+    return rough_tokens(prompt), rough_tokens(text)
+
 
 def _who(meta: dict[str, Any]) -> tuple[str, str]:
     """The calling role and node, from the call's metadata."""
@@ -242,11 +288,6 @@ def _answer(script: Script, messages: list, optional_params: dict, meta: dict[st
 
 
 def _fill(model_response: Any, model: str, messages: list, text: str) -> Any:
-    prompt = "".join(str(m.get("content", "")) for m in messages)
-    return fill_response(
-        model_response,
-        model=f"scripted/{model}",
-        text=text,
-        prompt_tokens=rough_tokens(prompt),
-        completion_tokens=rough_tokens(text),
-    )
+    prompt_tokens, completion_tokens = _usage(messages, text)
+    return fill_response(model_response, model=f"scripted/{model}", text=text,
+                         prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
