@@ -200,7 +200,7 @@ def _handler_class() -> type:
                            parent_run_id: UUID | None = None, tags: list[str] | None = None,
                            metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
             self.parents[run_id] = parent_run_id
-            if self.root is None and parent_run_id is None:
+            if self.root is None:  # added at this graph's call: its first run is the graph
                 self.root = run_id
                 self.spans[run_id] = self._run_span()
                 return
@@ -276,9 +276,13 @@ def with_tracing(config: Any, context: Any) -> Any:
     current = tracer()
     if current is None:
         return config
-    handler = _span_handler_class()(current, context)
     config = dict(config or {})
     callbacks = config.get("callbacks")
+    inherited = callbacks if isinstance(callbacks, list) else getattr(callbacks, "handlers", ())
+    kind = _span_handler_class()
+    if any(isinstance(h, kind) for h in inherited or ()):
+        return config  # a team inside a traced team: its nodes nest in the outer trace
+    handler = kind(current, context)
     if callbacks is None:
         config["callbacks"] = [handler]
     elif isinstance(callbacks, list):
@@ -398,7 +402,7 @@ def tool_span(name: str, *, call_id: str | None = None, node: str | None = None,
     if current is None:
         yield NOOP_SPAN
         return
-    handler, parent = _node_scope()
+    _, parent = _node_scope()
     ctx = _trace.set_span_in_context(parent) if parent is not None else None
     attributes: dict[str, Any] = {"gen_ai.operation.name": "execute_tool",
                                   "gen_ai.tool.name": name}

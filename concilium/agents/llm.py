@@ -425,7 +425,7 @@ async def chat(
         hit = await cache.get(key)
         if hit is not None:
             if relay is not None:  # a reply from the cache arrives whole
-                relay.send(str(hit.get("text", "")), str(hit.get("model", model)))
+                await relay.send(str(hit.get("text", "")), str(hit.get("model", model)))
             return ChatResult(text=str(hit.get("text", "")), model=str(hit.get("model", model)),
                               latency_ms=(time.perf_counter() - start) * 1000.0, attempts=0,
                               cached=True)

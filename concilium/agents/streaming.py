@@ -16,9 +16,10 @@ context publishes deltas there too).
 
 from __future__ import annotations
 
+import inspect
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +38,8 @@ class Delta:
     """Text shown so far for this call is void: a retry or a fallback starts over."""
 
 
-DeltaSink = Callable[[Delta], None]
+DeltaSink = Callable[[Delta], Awaitable[None] | None]
+"""Where a call's deltas go: a function, or a coroutine function (awaited in order)."""
 
 
 @dataclass
@@ -55,14 +57,17 @@ class Relay:
         if self.shown:
             self.restart = True
 
-    def send(self, text: str, model: str) -> None:
+    async def send(self, text: str, model: str) -> None:
         if not text and not self.restart:
             return
         if text and self.first_at is None:
             self.first_at = time.perf_counter()
-        self.sink(Delta(text, model, self.restart))
+        delta = Delta(text, model, self.restart)
         self.restart = False
         self.shown = self.shown or bool(text)
+        done = self.sink(delta)
+        if inspect.isawaitable(done):
+            await done
 
 
 async def collect(lm: Any, stream: Any, messages: Sequence[dict[str, Any]], model: str,
@@ -76,7 +81,7 @@ async def collect(lm: Any, stream: Any, messages: Sequence[dict[str, Any]], mode
         if choices:
             text = getattr(choices[0].delta, "content", None)
             if isinstance(text, str) and text:
-                relay.send(text, model)
+                await relay.send(text, model)
     return lm.stream_chunk_builder(chunks, messages=list(messages))
 
 
@@ -87,6 +92,16 @@ class _LangChainCall:
     manager: Any
     id: str = field(default_factory=lambda: f"run-{uuid.uuid4()}")
     text: list[str] = field(default_factory=list)
+
+    def wants_tokens(self) -> bool:
+        """Whether a handler streams tokens (LangChain's own rule for chat models: a
+        ``_StreamingCallbackHandler``, such as LangGraph's for ``stream_mode="messages"``)."""
+        try:
+            from langchain_core.tracers._streaming import _StreamingCallbackHandler
+        except ImportError:  # moved: fall back to the handler LangGraph uses
+            return any(type(h).__name__ == "StreamMessagesHandler"
+                       for h in self.manager.handlers)
+        return any(isinstance(h, _StreamingCallbackHandler) for h in self.manager.handlers)
 
     async def token(self, delta: Delta) -> None:
         from langchain_core.messages import AIMessageChunk
@@ -132,13 +147,13 @@ async def langchain_messages(messages: Sequence[dict[str, Any]], *, model: str,
     from langchain_core.runnables.config import get_async_callback_manager_for_config
 
     manager = get_async_callback_manager_for_config(config)
+    manager.add_metadata({"ls_provider": model.split("/", 1)[0], "ls_model_name": model,
+                          "concilium_role": metadata.get("role"),
+                          "concilium_round": metadata.get("round")}, inherit=False)
     managers = await manager.on_chat_model_start(
         {"name": "concilium", "id": ["concilium", "agents", "llm", "chat"]},
         [convert_to_messages([dict(m) for m in messages])],
         invocation_params={"model": model},
         name=str(metadata.get("node") or "chat"),
-        metadata={"ls_provider": model.split("/", 1)[0], "ls_model_name": model,
-                  "concilium_role": metadata.get("role"),
-                  "concilium_round": metadata.get("round")},
     )
     return _LangChainCall(managers[0])

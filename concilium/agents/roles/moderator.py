@@ -41,7 +41,7 @@ async def moderate(
     messages = render("moderator", spec.prompt, task=task,
                       format_hint=FORMAT_HINTS[ctx.team.answer.format],
                       affirmative=affirmative.text, negative=negative.text, round=round)
-    result = await ctx.chat(node, spec, messages, kind="moderator")
+    result = await ctx.chat(node, spec, messages, kind="moderator", round=round)
     decision = parse_decision(ctx.team, result.text)
     step = ctx.step(node=node, role="moderator", round=round, messages=messages, result=result,
                     parsed=decision.model_dump(), answer=decision.answer)
