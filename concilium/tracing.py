@@ -204,7 +204,8 @@ def _handler_class() -> type:
                 self.root = run_id
                 self.spans[run_id] = self._run_span()
                 return
-            if not any(t.startswith("graph:step:") for t in tags or ()):
+            if not any(t.startswith("graph:step:") for t in tags or ()) or str(
+                    (metadata or {}).get("langgraph_node", "")).startswith("__"):
                 return  # an edge function, a channel write: part of its node's span
             meta = metadata or {}
             node = str(meta.get("langgraph_node") or kwargs.get("name") or "node")
