@@ -382,6 +382,41 @@ def model_span(chat: F) -> F:
     return traced  # type: ignore[return-value]
 
 
+# ------------------------------------------------------------------ litellm callbacks
+
+
+def litellm_callbacks() -> list[str]:
+    """The litellm callbacks named in ``CONCILIUM_LITELLM_CALLBACKS`` (e.g. ``langfuse``)."""
+    from concilium.settings import get_settings
+
+    return [n.strip() for n in get_settings().litellm_callbacks.split(",") if n.strip()]
+
+
+def callback_metadata(metadata: dict[str, Any], callbacks: list[str]) -> dict[str, Any]:
+    """The metadata litellm gets for a call: ours, in names its loggers do not misread.
+
+    LangSmith's logger takes ``run_id`` for its own (UUID) run id, so ours travels as
+    ``concilium_run_id``; with Langfuse, a run's calls share one trace (``trace_id``)
+    and each is named for its node and round (``generation_name``), and with LangSmith
+    each run is named so (``run_name``).
+    """
+    found = {k: v for k, v in metadata.items() if k != "run_id"}
+    run_id = metadata.get("run_id")
+    if run_id is not None:
+        found["concilium_run_id"] = run_id
+    name = metadata.get("node")
+    if name is not None and metadata.get("round") is not None:
+        name = f"{name} r{metadata['round']}"
+    if "langfuse" in callbacks:
+        if run_id is not None:
+            found.setdefault("trace_id", f"concilium-{run_id}")
+        if name is not None:
+            found.setdefault("generation_name", name)
+    if "langsmith" in callbacks and name is not None:
+        found.setdefault("run_name", name)
+    return found
+
+
 # ------------------------------------------------------------------ tool spans
 
 _open_tool: contextvars.ContextVar[Any] = contextvars.ContextVar("concilium_tool_span",

@@ -51,6 +51,7 @@ _call_ids = itertools.count(1)
 # chat() re-raise the original (e.g. ScriptExhausted, a missing dependency).
 _provider_errors: dict[int, BaseException] = {}
 _allowed_providers: frozenset[str] | None = None
+_callbacks: list[str] = []
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,12 @@ def litellm_module() -> Any:
         from litellm.utils import custom_llm_setup
 
         custom_llm_setup()
+        # LangSmith, Langfuse, ...: litellm's own loggers (CONCILIUM_LITELLM_CALLBACKS).
+        _callbacks[:] = tracing.litellm_callbacks()
+        for name in _callbacks:
+            for hooks in (litellm.success_callback, litellm.failure_callback):
+                if name not in hooks:
+                    hooks.append(name)
         _litellm = litellm
     return _litellm
 
@@ -330,7 +337,8 @@ async def _one_call(
             response = await lm.acompletion(
                 model=model,
                 messages=list(messages),
-                metadata={**metadata, "concilium_call_id": call_id},
+                metadata={**tracing.callback_metadata(metadata, _callbacks),
+                          "concilium_call_id": call_id},
                 timeout=policy.timeout_s,
                 num_retries=0,
                 **params,
