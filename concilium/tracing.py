@@ -106,8 +106,10 @@ def _from_environment() -> None:
         if _env_done:
             return
         _env_done = True
-        if not (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-                or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")):
+        if not (
+            os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+            or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        ):
             return
         if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
             return
@@ -117,9 +119,11 @@ def _from_environment() -> None:
             from opentelemetry.sdk.trace import TracerProvider
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
         except ImportError:
-            warnings.warn("OTEL_EXPORTER_OTLP_ENDPOINT is set but the OpenTelemetry SDK is "
-                          "not installed; install it with: pip install 'concilium[otel]'",
-                          stacklevel=3)
+            warnings.warn(
+                "OTEL_EXPORTER_OTLP_ENDPOINT is set but the OpenTelemetry SDK is "
+                "not installed; install it with: pip install 'concilium[otel]'",
+                stacklevel=3,
+            )
             return
         name = os.environ.get("OTEL_SERVICE_NAME") or "concilium"
         provider = TracerProvider(resource=Resource.create({"service.name": name}))
@@ -196,26 +200,41 @@ def _handler_class() -> type:
                 self.totals["cost"] += cost
                 self.totals["calls"] += 1
 
-        def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: UUID,
-                           parent_run_id: UUID | None = None, tags: list[str] | None = None,
-                           metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        def on_chain_start(
+            self,
+            serialized: Any,
+            inputs: Any,
+            *,
+            run_id: UUID,
+            parent_run_id: UUID | None = None,
+            tags: list[str] | None = None,
+            metadata: dict[str, Any] | None = None,
+            **kwargs: Any,
+        ) -> None:
             self.parents[run_id] = parent_run_id
             if self.root is None:  # added at this graph's call: its first run is the graph
                 self.root = run_id
                 self.spans[run_id] = self._run_span()
                 return
             if not any(t.startswith("graph:step:") for t in tags or ()) or str(
-                    (metadata or {}).get("langgraph_node", "")).startswith("__"):
+                (metadata or {}).get("langgraph_node", "")
+            ).startswith("__"):
                 return  # an edge function, a channel write: part of its node's span
             meta = metadata or {}
             node = str(meta.get("langgraph_node") or kwargs.get("name") or "node")
             parent = self.span_of(parent_run_id)
             ctx = _trace.set_span_in_context(parent) if parent is not None else None
             self.spans[run_id] = self.tracer.start_span(
-                f"node {node}", context=ctx, kind=_trace.SpanKind.INTERNAL,
-                attributes={"langgraph.node": node,
-                            "langgraph.step": int(meta.get("langgraph_step") or 0),
-                            "concilium.node": node, "concilium.run_id": self._run_id()})
+                f"node {node}",
+                context=ctx,
+                kind=_trace.SpanKind.INTERNAL,
+                attributes={
+                    "langgraph.node": node,
+                    "langgraph.step": int(meta.get("langgraph_step") or 0),
+                    "concilium.node": node,
+                    "concilium.run_id": self._run_id(),
+                },
+            )
 
         def _run_id(self) -> str:
             return str(getattr(self.context, "run_id", "") or "")
@@ -224,19 +243,22 @@ def _handler_class() -> type:
             team = getattr(self.context, "team", None)
             name = str(getattr(team, "name", "") or "team")
             attributes: dict[str, Any] = {
-                "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": name,
-                "concilium.team": name, "concilium.run_id": self._run_id()}
+                "gen_ai.operation.name": "invoke_agent",
+                "gen_ai.agent.name": name,
+                "concilium.team": name,
+                "concilium.run_id": self._run_id(),
+            }
             strategy = getattr(getattr(team, "strategy", None), "name", None)
             if strategy:
                 attributes["concilium.strategy"] = str(strategy)
-            return self.tracer.start_span(f"invoke_agent {name}", attributes=attributes,
-                                          kind=_trace.SpanKind.INTERNAL)
+            return self.tracer.start_span(
+                f"invoke_agent {name}", attributes=attributes, kind=_trace.SpanKind.INTERNAL
+            )
 
         def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
             self._end(run_id, None)
 
-        def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any
-                           ) -> None:
+        def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
             self._end(run_id, error)
 
         def _end(self, run_id: UUID, error: BaseException | None) -> None:
@@ -246,10 +268,14 @@ def _handler_class() -> type:
                 return
             if run_id == self.root:
                 totals = self.totals
-                span.set_attributes({
-                    "gen_ai.usage.input_tokens": totals["input"],
-                    "gen_ai.usage.output_tokens": totals["output"],
-                    "concilium.cost_usd": totals["cost"], "concilium.llm_calls": totals["calls"]})
+                span.set_attributes(
+                    {
+                        "gen_ai.usage.input_tokens": totals["input"],
+                        "gen_ai.usage.output_tokens": totals["output"],
+                        "concilium.cost_usd": totals["cost"],
+                        "concilium.llm_calls": totals["calls"],
+                    }
+                )
                 self.parents.clear()
             if error is not None and not _is_interrupt(error):
                 _fail(span, error)
@@ -327,8 +353,10 @@ def _request_attributes(model: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     provider = model.split("/", 1)[0] if "/" in model else "openai"
     meta = kwargs.get("metadata") or {}
     attributes: dict[str, Any] = {
-        "gen_ai.operation.name": "chat", "gen_ai.system": provider,
-        "gen_ai.provider.name": provider, "gen_ai.request.model": model,
+        "gen_ai.operation.name": "chat",
+        "gen_ai.system": provider,
+        "gen_ai.provider.name": provider,
+        "gen_ai.request.model": model,
         "gen_ai.request.temperature": float(kwargs.get("temperature", 0.0)),
         "gen_ai.request.max_tokens": int(kwargs.get("max_tokens", 256)),
         "concilium.streamed": kwargs.get("on_delta") is not None,
@@ -358,8 +386,11 @@ def model_span(chat: F) -> F:
         handler, parent = _node_scope()
         ctx = _trace.set_span_in_context(parent) if parent is not None else None
         with current.start_as_current_span(
-            f"chat {model}", context=ctx, kind=_trace.SpanKind.CLIENT,
-            attributes=_request_attributes(model, kwargs), record_exception=False,
+            f"chat {model}",
+            context=ctx,
+            kind=_trace.SpanKind.CLIENT,
+            attributes=_request_attributes(model, kwargs),
+            record_exception=False,
             set_status_on_exception=False,
         ) as span:
             try:
@@ -367,14 +398,17 @@ def model_span(chat: F) -> F:
             except BaseException as error:
                 _fail(span, error)
                 raise
-            span.set_attributes({
-                "gen_ai.response.model": result.model,
-                "gen_ai.usage.input_tokens": result.prompt_tokens,
-                "gen_ai.usage.output_tokens": result.completion_tokens,
-                "concilium.cost_usd": result.cost, "concilium.attempts": result.attempts,
-                "concilium.cached": result.cached,
-                "concilium.fallback_used": result.fallback_used,
-            })
+            span.set_attributes(
+                {
+                    "gen_ai.response.model": result.model,
+                    "gen_ai.usage.input_tokens": result.prompt_tokens,
+                    "gen_ai.usage.output_tokens": result.completion_tokens,
+                    "concilium.cost_usd": result.cost,
+                    "concilium.attempts": result.attempts,
+                    "concilium.cached": result.cached,
+                    "concilium.fallback_used": result.fallback_used,
+                }
+            )
             if handler is not None and not result.cached:
                 handler.count(result.prompt_tokens, result.completion_tokens, result.cost)
             return result
@@ -419,14 +453,21 @@ def callback_metadata(metadata: dict[str, Any], callbacks: list[str]) -> dict[st
 
 # ------------------------------------------------------------------ tool spans
 
-_open_tool: contextvars.ContextVar[Any] = contextvars.ContextVar("concilium_tool_span",
-                                                               default=None)
+_open_tool: contextvars.ContextVar[Any] = contextvars.ContextVar(
+    "concilium_tool_span", default=None
+)
 
 
 @contextlib.contextmanager
-def tool_span(name: str, *, call_id: str | None = None, node: str | None = None,
-              role: str | None = None, round: int | None = None,
-              arguments: str | None = None) -> Iterator[Any]:
+def tool_span(
+    name: str,
+    *,
+    call_id: str | None = None,
+    node: str | None = None,
+    role: str | None = None,
+    round: int | None = None,
+    arguments: str | None = None,
+) -> Iterator[Any]:
     """A span around one tool call, a child of the running node's span.
 
     For the tool-calling loop: ``with tool_span("calculator", call_id=c.id) as span:
@@ -440,17 +481,24 @@ def tool_span(name: str, *, call_id: str | None = None, node: str | None = None,
         return
     _, parent = _node_scope()
     ctx = _trace.set_span_in_context(parent) if parent is not None else None
-    attributes: dict[str, Any] = {"gen_ai.operation.name": "execute_tool",
-                                  "gen_ai.tool.name": name}
-    for key, value in (("gen_ai.tool.call.id", call_id), ("concilium.node", node),
-                       ("concilium.role", role), ("concilium.round", round),
-                       ("gen_ai.tool.call.arguments", arguments)):
+    attributes: dict[str, Any] = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name}
+    for key, value in (
+        ("gen_ai.tool.call.id", call_id),
+        ("concilium.node", node),
+        ("concilium.role", role),
+        ("concilium.round", round),
+        ("gen_ai.tool.call.arguments", arguments),
+    ):
         if value is not None:
             attributes[key] = value
-    with current.start_as_current_span(f"execute_tool {name}", context=ctx,
-                                       kind=_trace.SpanKind.INTERNAL,
-                                       attributes=attributes, record_exception=False,
-                                       set_status_on_exception=False) as span:
+    with current.start_as_current_span(
+        f"execute_tool {name}",
+        context=ctx,
+        kind=_trace.SpanKind.INTERNAL,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
         token = _open_tool.set(span)
         try:
             yield span
@@ -467,10 +515,12 @@ def tool_step(step: dict[str, Any]) -> None:
     current = tracer()
     if current is None:
         return
-    attributes = {"concilium.node": str(step.get("node", "")),
-                  "concilium.role": str(step.get("role", "")),
-                  "concilium.round": int(step.get("round", 0) or 0),
-                  "concilium.output": str(step.get("output", ""))[:500]}
+    attributes = {
+        "concilium.node": str(step.get("node", "")),
+        "concilium.role": str(step.get("role", "")),
+        "concilium.round": int(step.get("round", 0) or 0),
+        "concilium.output": str(step.get("output", ""))[:500],
+    }
     if step.get("answer") is not None:
         attributes["concilium.answer"] = str(step["answer"])
     open_span = _open_tool.get()
@@ -482,8 +532,15 @@ def tool_step(step: dict[str, Any]) -> None:
     ctx = _trace.set_span_in_context(parent) if parent is not None else None
     end = time.time_ns()
     start = end - int(float(step.get("latency_ms", 0.0) or 0.0) * 1e6)
-    span = current.start_span(f"execute_tool {name}", context=ctx, start_time=start,
-                              kind=_trace.SpanKind.INTERNAL,
-                              attributes={"gen_ai.operation.name": "execute_tool",
-                                          "gen_ai.tool.name": name, **attributes})
+    span = current.start_span(
+        f"execute_tool {name}",
+        context=ctx,
+        start_time=start,
+        kind=_trace.SpanKind.INTERNAL,
+        attributes={
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": name,
+            **attributes,
+        },
+    )
     span.end(end_time=end)

@@ -30,8 +30,11 @@ def pieces(text: str) -> list[str]:
 def usage(body: dict[str, Any], reply: str) -> dict[str, int]:
     prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
     completion = len(pieces(reply))
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 async def serve(port: int, reply: str, gate: Path | None) -> None:
@@ -39,14 +42,26 @@ async def serve(port: int, reply: str, gate: Path | None) -> None:
 
     async def chat(request: web.Request) -> web.StreamResponse:
         body: dict[str, Any] = await request.json()
-        base = {"id": "chatcmpl-sse", "created": int(time.time()),
-                "model": body.get("model", "fake")}
+        base = {
+            "id": "chatcmpl-sse",
+            "created": int(time.time()),
+            "model": body.get("model", "fake"),
+        }
         if not body.get("stream"):
-            return web.json_response({
-                **base, "object": "chat.completion",
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": reply}}],
-                "usage": usage(body, reply)})
+            return web.json_response(
+                {
+                    **base,
+                    "object": "chat.completion",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": reply},
+                        }
+                    ],
+                    "usage": usage(body, reply),
+                }
+            )
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
 
@@ -54,8 +69,11 @@ async def serve(port: int, reply: str, gate: Path | None) -> None:
             await response.write(f"data: {json.dumps(data)}\n\n".encode())
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-            return {**base, "object": "chat.completion.chunk",
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            return {
+                **base,
+                "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
 
         await send(chunk({"role": "assistant", "content": ""}))
         for index, piece in enumerate(pieces(reply)):
@@ -65,8 +83,14 @@ async def serve(port: int, reply: str, gate: Path | None) -> None:
                     await asyncio.sleep(0.01)
         await send(chunk({}, "stop"))
         if (body.get("stream_options") or {}).get("include_usage"):
-            await send({**base, "object": "chat.completion.chunk", "choices": [],
-                        "usage": usage(body, reply)})
+            await send(
+                {
+                    **base,
+                    "object": "chat.completion.chunk",
+                    "choices": [],
+                    "usage": usage(body, reply),
+                }
+            )
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response

@@ -70,8 +70,9 @@ class Relay:
             await done
 
 
-async def collect(lm: Any, stream: Any, messages: Sequence[dict[str, Any]], model: str,
-                  relay: Relay) -> Any:
+async def collect(
+    lm: Any, stream: Any, messages: Sequence[dict[str, Any]], model: str, relay: Relay
+) -> Any:
     """Read litellm's stream to its end, relaying text; the whole ``ModelResponse``."""
     relay.begin()
     chunks = []
@@ -99,8 +100,7 @@ class _LangChainCall:
         try:
             from langchain_core.tracers._streaming import _StreamingCallbackHandler
         except ImportError:  # moved: fall back to the handler LangGraph uses
-            return any(type(h).__name__ == "StreamMessagesHandler"
-                       for h in self.manager.handlers)
+            return any(type(h).__name__ == "StreamMessagesHandler" for h in self.manager.handlers)
         return any(isinstance(h, _StreamingCallbackHandler) for h in self.manager.handlers)
 
     async def token(self, delta: Delta) -> None:
@@ -126,8 +126,9 @@ class _LangChainCall:
         await self.manager.on_llm_error(error)
 
 
-async def langchain_messages(messages: Sequence[dict[str, Any]], *, model: str,
-                             metadata: dict[str, Any]) -> _LangChainCall | None:
+async def langchain_messages(
+    messages: Sequence[dict[str, Any]], *, model: str, metadata: dict[str, Any]
+) -> _LangChainCall | None:
     """Start a LangChain chat-model run for this call on the running node's callbacks.
 
     ``None`` outside a LangGraph run or when the node has no callback handlers (the
@@ -147,9 +148,15 @@ async def langchain_messages(messages: Sequence[dict[str, Any]], *, model: str,
     from langchain_core.runnables.config import get_async_callback_manager_for_config
 
     manager = get_async_callback_manager_for_config(config)
-    manager.add_metadata({"ls_provider": model.split("/", 1)[0], "ls_model_name": model,
-                          "concilium_role": metadata.get("role"),
-                          "concilium_round": metadata.get("round")}, inherit=False)
+    manager.add_metadata(
+        {
+            "ls_provider": model.split("/", 1)[0],
+            "ls_model_name": model,
+            "concilium_role": metadata.get("role"),
+            "concilium_round": metadata.get("round"),
+        },
+        inherit=False,
+    )
     managers = await manager.on_chat_model_start(
         {"name": "concilium", "id": ["concilium", "agents", "llm", "chat"]},
         [convert_to_messages([dict(m) for m in messages])],

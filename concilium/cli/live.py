@@ -33,8 +33,14 @@ class LiveView:
     Use it as a context manager around the run.
     """
 
-    def __init__(self, console: Console, print_step: Callable[[Any], None],
-                 *, tty: bool | None = None, stream: IO[str] | None = None) -> None:
+    def __init__(
+        self,
+        console: Console,
+        print_step: Callable[[Any], None],
+        *,
+        tty: bool | None = None,
+        stream: IO[str] | None = None,
+    ) -> None:
         self.console = console
         self.print_step = print_step
         self.tty = console.is_terminal if tty is None else tty
@@ -51,8 +57,13 @@ class LiveView:
 
     def __enter__(self) -> LiveView:
         if self.tty:
-            self.live = Live(self._render(), console=self.console, transient=True,
-                             refresh_per_second=12, auto_refresh=True)
+            self.live = Live(
+                self._render(),
+                console=self.console,
+                transient=True,
+                refresh_per_second=12,
+                auto_refresh=True,
+            )
             self.live.__enter__()
         return self
 
@@ -123,7 +134,7 @@ class LiveView:
                     self.waiting[node] = ""
                 break
             self._write(node, text[: end + 1])
-            self.waiting[node] = text[end + 1:]
+            self.waiting[node] = text[end + 1 :]
             self.speaking = None  # a line ended: another speaker may go on
         self.stream.flush()
 
@@ -145,6 +156,12 @@ class LiveView:
         panels = []
         for node, text in self.texts.items():
             lines = text.rstrip("\n").splitlines()[-SHOWN_LINES:]
-            panels.append(Panel(Text("\n".join(lines)), title=self.titles.get(node, node),
-                                title_align="left", border_style="dim"))
+            panels.append(
+                Panel(
+                    Text("\n".join(lines)),
+                    title=self.titles.get(node, node),
+                    title_align="left",
+                    border_style="dim",
+                )
+            )
         return Group(*panels)

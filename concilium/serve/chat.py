@@ -8,8 +8,9 @@ each role's text as its model generates it, token by token, as
 precedes the answer; the ``openai`` SDK keeps it in the delta's extra fields and chat
 UIs show it as the model's thinking) with its node, role and round in ``concilium``;
 each step of the run as it happens (an empty delta plus the step in ``concilium``);
-then the answer as a content delta (the same content as without streaming), the finish reason, ``usage`` when
-``stream_options.include_usage`` asks for it, and ``data: [DONE]``. A streaming
+then the answer as a content delta (the same content as without streaming), the
+finish reason, ``usage`` when ``stream_options.include_usage`` asks for it, and
+``data: [DONE]``. A streaming
 client that disconnects cancels its run (the ledger says ``cancelled``;
 ``POST /runs/{id}/resume`` can finish it).
 
