@@ -27,7 +27,14 @@ PROMPTS = [
 
 
 async def main(repeats: int, max_tokens: int, model: str) -> None:
-    from concilium.agents.llm import Delta, chat
+    from functools import partial
+
+    from concilium.agents.llm import Delta, RetryPolicy
+    from concilium.agents.llm import chat as door
+
+    # one try, a long limit: on a busy machine a timed-out try keeps the model's one
+    # thread busy, and the retry would queue behind it
+    chat = partial(door, retry=RetryPolicy(attempts=1, timeout_s=900.0))
 
     def ask(prompt: str) -> list[dict[str, str]]:
         return [{"role": "user", "content": prompt}]

@@ -17,13 +17,13 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from concilium import tracing
 from concilium.agents import breaker
-from concilium.agents.streaming import Delta, Relay, collect
+from concilium.agents.streaming import Delta, DeltaSink, Relay, collect
 from concilium.errors import ConciliumError, ModelError
 
 __all__ = [
@@ -372,7 +372,7 @@ async def chat(
     api_base: str | None = None,
     api_key: str | None = None,
     extra_headers: Mapping[str, str] | None = None,
-    on_delta: Callable[[Delta], None] | None = None,
+    on_delta: DeltaSink | None = None,
 ) -> ChatResult:
     """Call a model through litellm with retries, a timeout per try and fallbacks.
 
