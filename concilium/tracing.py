@@ -330,7 +330,7 @@ def _node_scope() -> tuple[Any, Any]:
     except (RuntimeError, ImportError):
         return None, None
     callbacks = config.get("callbacks")
-    handlers = getattr(callbacks, "handlers", None) or ()
+    handlers: list[Any] = getattr(callbacks, "handlers", None) or []
     kind = _span_handler_class()
     for handler in handlers:
         if isinstance(handler, kind):
