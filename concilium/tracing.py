@@ -331,7 +331,7 @@ def _node_scope() -> tuple[Any, Any]:
         return None, None
     callbacks = config.get("callbacks")
     handlers: list[Any] = getattr(callbacks, "handlers", None) or []
-    kind = _span_handler_class()
+    kind: Any = _span_handler_class()
     for handler in handlers:
         if isinstance(handler, kind):
             return handler, handler.span_of(getattr(callbacks, "parent_run_id", None))
