@@ -39,12 +39,13 @@ async def main(repeats: int, max_tokens: int, model: str) -> None:
     def ask(prompt: str) -> list[dict[str, str]]:
         return [{"role": "user", "content": prompt}]
 
-    for prompt in PROMPTS:  # load the model; each prompt into llama.cpp's cache
-        await chat(ask(prompt), model=model, max_tokens=max_tokens)
     rows = []
     same = True
     for _ in range(repeats):
         for prompt in PROMPTS:
+            # llama.cpp keeps the last prompt evaluated and reuses it, which can change a
+            # greedy reply: this call puts the prompt there, so both compared calls reuse it
+            await chat(ask(prompt), model=model, max_tokens=1)
             whole = await chat(ask(prompt), model=model, max_tokens=max_tokens)
             deltas: list[Delta] = []
             streamed = await chat(ask(prompt), model=model, max_tokens=max_tokens,
