@@ -48,23 +48,35 @@ async def main(repeats: int, max_tokens: int, model: str) -> None:
             await chat(ask(prompt), model=model, max_tokens=1)
             whole = await chat(ask(prompt), model=model, max_tokens=max_tokens)
             deltas: list[Delta] = []
-            streamed = await chat(ask(prompt), model=model, max_tokens=max_tokens,
-                                  on_delta=deltas.append)
+            streamed = await chat(
+                ask(prompt), model=model, max_tokens=max_tokens, on_delta=deltas.append
+            )
             pieces = [d.text for d in deltas]
-            same = same and streamed.text == whole.text == "".join(pieces) and (
-                streamed.prompt_tokens, streamed.completion_tokens) == (
-                whole.prompt_tokens, whole.completion_tokens)
-            rows.append((streamed.first_token_ms or 0.0, streamed.latency_ms,
-                         whole.latency_ms, streamed.completion_tokens))
+            same = (
+                same
+                and streamed.text == whole.text == "".join(pieces)
+                and (streamed.prompt_tokens, streamed.completion_tokens)
+                == (whole.prompt_tokens, whole.completion_tokens)
+            )
+            rows.append(
+                (
+                    streamed.first_token_ms or 0.0,
+                    streamed.latency_ms,
+                    whole.latency_ms,
+                    streamed.completion_tokens,
+                )
+            )
     print(f"{'ttft ms':>8} {'streamed ms':>12} {'whole ms':>9} {'tokens':>7} {'ttft/full':>9}")
     for ttft, full, whole, tokens in rows:
         print(f"{ttft:>8.0f} {full:>12.0f} {whole:>9.0f} {tokens:>7} {ttft / full:>9.1%}")
     ttft = statistics.median(r[0] for r in rows)
     full = statistics.median(r[1] for r in rows)
     whole = statistics.median(r[2] for r in rows)
-    print(f"median: first token after {ttft:.0f} ms, full reply after {full:.0f} ms "
-          f"({ttft / full:.1%} of it); unstreamed {whole:.0f} ms "
-          f"(streaming costs {full / whole - 1:+.1%}); streamed == unstreamed: {same}")
+    print(
+        f"median: first token after {ttft:.0f} ms, full reply after {full:.0f} ms "
+        f"({ttft / full:.1%} of it); unstreamed {whole:.0f} ms "
+        f"(streaming costs {full / whole - 1:+.1%}); streamed == unstreamed: {same}"
+    )
 
 
 if __name__ == "__main__":

@@ -42,8 +42,11 @@ class _Sink(http.server.BaseHTTPRequestHandler):
         pass
 
 
-async def _interleaved(cases: list[tuple[str, Any, Callable[[], Awaitable[Any]]]], n: int,
-                       configure: Callable[[Any], None]) -> list[tuple[str, list[float]]]:
+async def _interleaved(
+    cases: list[tuple[str, Any, Callable[[], Awaitable[Any]]]],
+    n: int,
+    configure: Callable[[Any], None],
+) -> list[tuple[str, list[float]]]:
     """Time each case ``n`` times, taking turns (ABCABC...), so a shared machine's drift
     lands on every case alike; each case runs with its own tracer provider."""
     samples: dict[str, list[float]] = {name: [] for name, _, _ in cases}
@@ -86,10 +89,14 @@ async def main(calls: int, runs: int) -> None:
     from concilium.agents.providers import scripted
 
     scripted.register("bench", scripted.Script(default="Answer: 4"))
-    team = load_team({"name": "bench", "model": "scripted/bench",
-                      "strategy": {"name": "debate", "rounds": 2, "debaters": 3,
-                                   "stop_on_consensus": False},
-                      "roles": {"debater": {}}})
+    team = load_team(
+        {
+            "name": "bench",
+            "model": "scripted/bench",
+            "strategy": {"name": "debate", "rounds": 2, "debaters": 3, "stop_on_consensus": False},
+            "roles": {"debater": {}},
+        }
+    )
     meta = {"role": "generator", "node": "generator", "round": 0}
 
     async def raw() -> None:
@@ -106,18 +113,29 @@ async def main(calls: int, runs: int) -> None:
     memory = TracerProvider()
     memory.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
     otlp = TracerProvider()
-    otlp.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(
-        endpoint=f"http://127.0.0.1:{receiver.server_port}/v1/traces")))
+    otlp.add_span_processor(
+        BatchSpanProcessor(
+            OTLPSpanExporter(endpoint=f"http://127.0.0.1:{receiver.server_port}/v1/traces")
+        )
+    )
 
     tracing.configure(None)
     assert tracing.tracer() is None, "tracing must be off for the baseline"
-    rows = await _interleaved([("door, undecorated", None, raw),
-                               ("door, tracing off", None, door),
-                               ("door, in-memory exporter", memory, door),
-                               ("door, OTLP exporter", otlp, door)], calls, tracing.configure)
-    rows += await _interleaved([("debate run, tracing off", None, run),
-                                ("debate run, OTLP exporter", otlp, run)], runs,
-                               tracing.configure)
+    rows = await _interleaved(
+        [
+            ("door, undecorated", None, raw),
+            ("door, tracing off", None, door),
+            ("door, in-memory exporter", memory, door),
+            ("door, OTLP exporter", otlp, door),
+        ],
+        calls,
+        tracing.configure,
+    )
+    rows += await _interleaved(
+        [("debate run, tracing off", None, run), ("debate run, OTLP exporter", otlp, run)],
+        runs,
+        tracing.configure,
+    )
     bare, wrapped = await _wrapper_only(100_000)
     otlp.force_flush()
     receiver.shutdown()
@@ -126,17 +144,23 @@ async def main(calls: int, runs: int) -> None:
     print(f"{'case':<28} {'median µs':>10} {'mean µs':>10} {'vs floor':>9}")
     for name, samples in rows:
         median = statistics.median(samples)
-        print(f"{name:<28} {median * 1e6:>10.0f} {statistics.mean(samples) * 1e6:>10.0f} "
-              f"{median / floor:>8.2f}x")
+        print(
+            f"{name:<28} {median * 1e6:>10.0f} {statistics.mean(samples) * 1e6:>10.0f} "
+            f"{median / floor:>8.2f}x"
+        )
     off, on = statistics.median(rows[1][1]), statistics.median(rows[3][1])
-    print(f"per call, tracing off: the wrapper costs {(wrapped - bare) * 1e6:.2f} µs "
-          f"(decorated no-op {wrapped * 1e6:.2f} µs vs bare {bare * 1e6:.2f} µs); "
-          f"whole door off vs undecorated: {(off - floor) * 1e6:+.0f} µs (noise)")
+    print(
+        f"per call, tracing off: the wrapper costs {(wrapped - bare) * 1e6:.2f} µs "
+        f"(decorated no-op {wrapped * 1e6:.2f} µs vs bare {bare * 1e6:.2f} µs); "
+        f"whole door off vs undecorated: {(off - floor) * 1e6:+.0f} µs (noise)"
+    )
     print(f"per call, OTLP on: +{(on - off) * 1e6:.0f} µs over off")
     run_off, run_on = statistics.median(rows[4][1]), statistics.median(rows[5][1])
-    print(f"per debate run (6 calls, ~9 node tasks): OTLP on adds "
-          f"{(run_on - run_off) * 1e3:.1f} ms ({run_on / run_off:.2f}x); "
-          f"{_Sink.received} OTLP requests received")
+    print(
+        f"per debate run (6 calls, ~9 node tasks): OTLP on adds "
+        f"{(run_on - run_off) * 1e3:.1f} ms ({run_on / run_off:.2f}x); "
+        f"{_Sink.received} OTLP requests received"
+    )
 
 
 if __name__ == "__main__":
