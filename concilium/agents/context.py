@@ -44,7 +44,7 @@ class Step(TypedDict, total=False):
     id: str
     node: str
     role: str
-    kind: str  # "llm" | "tool"
+    kind: str  # "llm" | "tool" | "human" (a person's reply)
     model: str
     round: int
     messages: list[dict[str, str]]
@@ -145,9 +145,14 @@ class RunContext:
         ``sample`` distinguishes independent calls of one role (samples, debaters)
         so they get distinct seeds and never share a cache entry. ``schema`` (a JSON
         schema) is asked for as structured output where the model supports it; the
-        role's parser reads the reply either way. ``round`` is told to traces and
-        token deltas.
+        role's parser reads the reply either way. A role a person plays (``role: human``)
+        asks the person instead (:mod:`concilium.agents.roles.human`), free of budget.
+        ``round`` is told to traces and token deltas.
         """
+        if spec.role == "human" or (spec.role is None and node == "human"):
+            from concilium.agents.roles.human import ask_person
+
+            return await ask_person(self, node, list(messages), kind=kind)
         self._check_budget()
         self.llm_calls += 1  # reserved before the await, so parallel calls cannot overshoot
         model = self.model_for(spec)
@@ -256,6 +261,11 @@ class RunContext:
         self.tokens = sum(s.get("prompt_tokens", 0) + s.get("completion_tokens", 0) for s in paid)
         self.cost = sum(s.get("cost", 0.0) for s in paid)
 
+    def rewind(self) -> None:
+        """Before a paused node runs again in this process: its calls and steps get the
+        same keys as the first time, so the journal answers them and the ledger keeps one."""
+        self._seen.clear()
+
     def _journal_key(self, *parts: Any, messages: Sequence[dict[str, str]] = ()) -> str | None:
         """A key that is the same when the same LangGraph task runs again after a resume.
 
@@ -314,7 +324,8 @@ class RunContext:
             "id": uid[:32] if uid else uuid.uuid4().hex[:12],
             "node": node,
             "role": role,
-            "kind": "llm" if result is not None else "tool",
+            "kind": ("human" if "human" in (tool, result.model if result else None)
+                     else "llm" if result is not None else "tool"),
             "model": result.model if result is not None else tool,
             "round": round,
             "messages": redact_obj(list(messages), secrets),

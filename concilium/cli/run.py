@@ -44,7 +44,14 @@ def run_command(
                           "sees it."),
     ] = None,
 ) -> None:
-    """Run TASK with the team in TEAM and print the answer, calls, tokens, cost and time."""
+    """Run TASK with the team in TEAM and print the answer, calls, tokens, cost and time.
+
+    A team with a person in it (role: human, or interrupt: on a role) asks at this
+    terminal; when nobody is there (stdin is not a terminal) the run stops paused and
+    prints the command that answers it: concilium runs resume RUN --answer '...'.
+
+    Example: concilium run examples/teams/gvr.yaml "What is 17 * 24 + 3?"
+    """
     import asyncio
 
     from concilium.agents.context import new_run_id
@@ -63,22 +70,31 @@ def run_command(
         err.print(f"[bold]{escape(loaded.name)}[/bold] ({escape(loaded.spec.strategy.name)}) "
                   f"run {escape(run_id)}", markup=True)
     on_step = None if quiet or json_out else print_step
+    from concilium.cli.ask import at_terminal, terminal_ask
+
+    asker = terminal_ask if at_terminal() else None
     view = None
     if stream and on_step is not None:
         from concilium.cli.live import LiveView
 
-        view = LiveView(err, print_step)
+        # a person may be asked at this terminal: plain lines, no Live area over the prompt
+        view = LiveView(err, print_step, tty=False if asker is not None else None)
         on_step = view.step
     with outcome(run_id, json_out), view or contextlib.nullcontext():
         run = loaded.arun(task, reference=reference, seed=seed, on_step=on_step, run_id=run_id,
                           tests=tests.read_text("utf-8") if tests is not None else None,
-                          on_delta=view.delta if view is not None else None)
+                          ask=asker, on_delta=view.delta if view is not None else None)
         result = asyncio.run(run)
     finish(result, json_out)
 
 
 def finish(result: Any, json_out: bool) -> None:
-    """Print a finished run: the answer and its cost, or the whole result as JSON."""
+    """Print a finished run: the answer and its cost, or the whole result as JSON; a run
+    paused for a person also says how to answer it."""
+    if result.status == "paused":
+        from concilium.cli.ask import paused_note
+
+        paused_note(result)
     if json_out:
         out.print_json(result.model_dump_json())
         return
@@ -106,7 +122,7 @@ def print_step(step: Any) -> None:
     tokens = (
         f"{step.get('prompt_tokens', 0)}→{step.get('completion_tokens', 0)} tok"
         if step.get("kind") == "llm"
-        else "tool"
+        else "person" if step.get("kind") == "human" else "tool"
     )
     extra = ""
     if step.get("cached"):
