@@ -18,7 +18,7 @@ Where things are: the team file's model in :mod:`concilium.spec`, its loader in
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -120,6 +120,7 @@ class Team:
         checkpointer: Any = None,
         tests: str | None = None,
         ask: Ask | None = None,
+        on_delta: Callable[[dict[str, Any]], None] | None = None,
     ) -> RunResult:
         """Run ``task`` to the end, a budget, or the team's timeout.
 
@@ -149,6 +150,8 @@ class Team:
                 and returns their reply, so the run goes on at once; without it the run
                 ends ``paused`` with its questions in ``pending``, resumable with
                 ``resume_run(run_id, answer=...)`` (from another process too, if durable).
+            on_delta: stream every model call and call this with each piece of text as
+                it is generated (a ``delta`` event; see :meth:`astream`).
 
         Raises:
             TeamFileError: a model string names a provider litellm does not know.
@@ -161,7 +164,20 @@ class Team:
                "lessons": lessons, "tests": tests, "reveal_reference": reveal_reference}
         return await self._execute(run, run_id=run_id or new_run_id(), on_step=on_step,
                                    memory=memory, record=record, durable=durable,
-                                   checkpointer=checkpointer, resume=False, ask=ask)
+                                   checkpointer=checkpointer, resume=False, ask=ask,
+                                   on_delta=on_delta)
+
+    def astream(self, task: str, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
+        """Run ``task`` as :meth:`arun` does, yielding its events as they happen.
+
+        Events: ``{"type": "delta", "node", "role", "round", "text", ...}`` for each
+        piece of a model's reply as it is generated, ``{"type": "step", "step": ...}``
+        for each ledger step, and last ``{"type": "result", "result": RunResult}``.
+        Takes :meth:`arun`'s keyword arguments. See :mod:`concilium.live`.
+        """
+        from concilium.live import astream
+
+        return astream(self, task, **kwargs)
 
     async def aresume(
         self,

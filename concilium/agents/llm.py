@@ -22,14 +22,17 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from concilium import tracing
 from concilium.agents import breaker
 from concilium.agents.providers.base import record_provider_error, take_provider_error
+from concilium.agents.streaming import Delta, DeltaSink, Relay, collect
 from concilium.errors import ConciliumError, ModelError
 
 __all__ = [
     "DEFAULT_RETRY",
     "NO_KEY",
     "ChatResult",
+    "Delta",
     "Endpoint",
     "ResponseCache",
     "RetryPolicy",
@@ -54,6 +57,7 @@ _KNOWN = frozenset({"openai", "hosted_vllm", "ollama", "ollama_chat", "local", "
 """Providers litellm routes (ours registered with it): no need to import it to ask."""
 _prices: dict[str, tuple[float, float]] = {}
 """Prices given to :func:`register_price`: (per input token, per output token)."""
+_callbacks: list[str] = []
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,8 @@ class ChatResult:
     errors: list[str] = field(default_factory=list)
     replayed: bool = False
     """Answered from a resumed run's call journal: made (and paid for) before the crash."""
+    first_token_ms: float | None = None
+    """Streamed calls: milliseconds from the call to its first text (time to first token)."""
 
     @property
     def total_tokens(self) -> int:
@@ -171,6 +177,12 @@ def litellm_module() -> Any:
         from litellm.utils import custom_llm_setup
 
         custom_llm_setup()
+        # LangSmith, Langfuse, ...: litellm's own loggers (CONCILIUM_LITELLM_CALLBACKS).
+        _callbacks[:] = tracing.litellm_callbacks()
+        for name in _callbacks:
+            for hooks in (litellm.success_callback, litellm.failure_callback):
+                if name not in hooks:
+                    hooks.append(name)
         _litellm = litellm
         for model, (per_input, per_output) in _prices.items():
             _register_in_litellm(model, per_input, per_output)
@@ -326,34 +338,45 @@ async def _one_call(
     params: dict[str, Any],
     metadata: dict[str, Any],
     policy: RetryPolicy,
+    relay: Relay | None = None,
 ) -> tuple[str, int, int, float]:
-    """One try: ``(text, prompt tokens, completion tokens, cost)``.
+    """One try: ``(text, prompt tokens, completion tokens, cost)``; streamed to ``relay``.
 
     Our own providers and OpenAI-compatible servers are called directly
-    (:mod:`concilium.agents.direct`); everything else goes through litellm.
+    (:mod:`concilium.agents.direct`; an HTTP server's stream goes through litellm);
+    everything else goes through litellm.
     """
     from concilium.agents import direct
 
-    call = direct.route(model, params)
+    call = direct.route(model, params, stream=relay is not None)
     if call is not None:
         # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives as
         # the call completes, and a cancelled (Ctrl-C'd) run would then carry on.
         async with asyncio.timeout(policy.timeout_s):
-            text, prompt, completion = await call(model, messages, params, metadata,
-                                                  policy.timeout_s)
+            if relay is None:
+                text, prompt, completion = await call(model, messages, params, metadata,
+                                                      policy.timeout_s)
+            else:
+                text, prompt, completion = await direct.own_stream(
+                    model, messages, params, metadata, relay)
         return text, prompt, completion, direct.price_of(model, prompt, completion, _prices)
     lm = litellm_module()
     call_id = next(_call_ids)
+    if relay is not None:  # the same usage comes back in the stream's last chunk
+        params = {**params, "stream": True, "stream_options": {"include_usage": True}}
     try:
         async with asyncio.timeout(policy.timeout_s):
             response = await lm.acompletion(
                 model=model,
                 messages=list(messages),
-                metadata={**metadata, "concilium_call_id": call_id},
+                metadata={**tracing.callback_metadata(metadata, _callbacks),
+                          "concilium_call_id": call_id},
                 timeout=policy.timeout_s,
                 num_retries=0,
                 **params,
             )
+            if relay is not None:  # read to its end inside the same time limit
+                response = await collect(lm, response, messages, model, relay)
     except BaseException as error:
         original = take_provider_error(call_id)
         if original is not None and original is not error:
@@ -364,6 +387,7 @@ async def _one_call(
     return (_content(response), *_usage_cost(lm, response))
 
 
+@tracing.model_span
 async def chat(
     messages: Sequence[dict[str, str]],
     *,
@@ -380,6 +404,7 @@ async def chat(
     api_base: str | None = None,
     api_key: str | None = None,
     extra_headers: Mapping[str, str] | None = None,
+    on_delta: DeltaSink | None = None,
 ) -> ChatResult:
     """Call a model through litellm with retries, a timeout per try and fallbacks.
 
@@ -403,6 +428,9 @@ async def chat(
         api_key: the key for that server; default: the provider's usual variable, or
             :data:`NO_KEY` when ``api_base`` is given.
         extra_headers: HTTP headers sent with each call to ``model``.
+        on_delta: stream the reply: called with each piece of text as it is generated
+            (a :class:`Delta`; one marked ``restart`` voids the text before it, when a
+            try fails midway and another starts). The result is the same as unstreamed.
 
     Returns:
         The reply text with usage, cost, latency and how many tries it took.
@@ -426,6 +454,7 @@ async def chat(
                          replace(primary, model=f) for f in fallbacks)]
     errors: list[str] = []
     attempts = 0
+    relay = Relay(on_delta) if on_delta is not None else None
     start = time.perf_counter()
     key = None
     if cache is not None and cache.accepts(temperature):
@@ -435,6 +464,8 @@ async def chat(
         key = cache_key(model, messages, {**params, **where})
         hit = await cache.get(key)
         if hit is not None:
+            if relay is not None:  # a reply from the cache arrives whole
+                await relay.send(str(hit.get("text", "")), str(hit.get("model", model)))
             return ChatResult(text=str(hit.get("text", "")), model=str(hit.get("model", model)),
                               latency_ms=(time.perf_counter() - start) * 1000.0, attempts=0,
                               cached=True)
@@ -450,7 +481,7 @@ async def chat(
                     attempts += 1
                     text, prompt_tokens, completion_tokens, cost = await _one_call(
                         candidate, messages, {**params, **route.params()}, metadata or {},
-                        retry)
+                        retry, relay)
             except breaker.CircuitOpen as cooling:
                 errors.append(f"{candidate}: CircuitOpen: {cooling}")
                 if index < len(routes) - 1:
@@ -479,6 +510,8 @@ async def chat(
                 attempts=attempts,
                 fallback_used=index > 0,
                 errors=errors,
+                first_token_ms=None if relay is None or relay.first_at is None
+                else (relay.first_at - start) * 1000.0,
             )
     raise ModelError("all models failed: " + " | ".join(errors[-4:]))  # already redacted
 

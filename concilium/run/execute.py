@@ -110,6 +110,7 @@ async def execute(
     answer: str | None = None,
     ask: Ask | None = None,
     question: str | None = None,
+    on_delta: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunResult:
     """Run team ``spec`` on ``run`` (its task, reference, seed, lessons, tests) to the end.
 
@@ -126,6 +127,7 @@ async def execute(
             ``question``, its id), on resume.
         ask: puts a question to a person and returns the reply, so a run that needs one
             goes on at once; without it the run ends ``paused``.
+        on_delta: called with each piece of a model's reply as it is generated.
 
     See :meth:`concilium.team.Team.arun` for the others.
     """
@@ -173,7 +175,7 @@ async def execute(
             run = saved["run"]
         ctx = new_context(spec, run_id=run_id, reference=run["reference"], seed=run["seed"],
                           reveal_reference=run.get("reveal_reference", True),
-                          on_step=collect, managed=True)
+                          on_step=collect, on_delta=on_delta, managed=True)
         if resume:
             ctx.restore(saved["values"].get("steps") or [])
         # Memory: recall lessons, start (or reopen) the ledger row, use the response cache.

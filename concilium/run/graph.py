@@ -27,6 +27,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from concilium import tracing
 from concilium.agents.context import RunContext
 from concilium.errors import BudgetExceeded, ModelError
 from concilium.records import Status, Step
@@ -121,12 +122,16 @@ def _compiled_team_class() -> type:
         def stream(
             self, input: Any, config: Any = None, *, context: Any = None, **kwargs: Any
         ) -> Any:
-            return super().stream(input, config, context=self._context(context), **kwargs)
+            context = self._context(context)
+            return super().stream(
+                input, tracing.with_tracing(config, context), context=context, **kwargs
+            )
 
         def astream(
             self, input: Any, config: Any = None, *, context: Any = None, **kwargs: Any
         ) -> Any:
             ctx = self._context(context)
+            config = tracing.with_tracing(config, ctx)
             if (
                 not isinstance(ctx, RunContext)
                 or ctx.managed
