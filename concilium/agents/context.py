@@ -39,7 +39,7 @@ class Step(TypedDict, total=False):
     kind: str  # "llm" | "tool"
     model: str
     round: int
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     output: str
     parsed: dict[str, Any]
     prompt_tokens: int
@@ -80,6 +80,12 @@ class RunContext:
     """Model-response cache (the Redis layer's, when configured); ``None`` calls every time."""
     journal: CallJournal | None = None
     """A durable run's completed calls: replayed instead of repeated when the run resumes."""
+    tool_calls: int = 0
+    """Tool calls the models made so far (``limits.max_tool_calls``)."""
+    memory: Any = None
+    """The run's reflection memory, searched by the ``memory_search`` tool (``None``: none)."""
+    toolbox: Any = field(default=None, repr=False)
+    """The run's tools and MCP connections (:class:`concilium.tools.calling.ToolBox`)."""
     _seen: dict[str, int] = field(default_factory=dict, repr=False)
 
     # ---------------------------------------------------------------- models
@@ -131,7 +137,33 @@ class RunContext:
         so they get distinct seeds and never share a cache entry. ``schema`` (a JSON
         schema) is asked for as structured output where the model supports it; the
         role's parser reads the reply either way.
+
+        A role with ``tools`` gets them offered here: the tool loop
+        (:mod:`concilium.tools.calling`) calls the model, runs the tools it asks for and
+        calls it again until it answers; the reply returned is that answer, and
+        :meth:`step` records the exchange before it.
         """
+        if spec.tools:
+            from concilium.tools.calling import chat_with_tools
+
+            return await chat_with_tools(self, node, spec, messages, kind=kind, sample=sample,
+                                         stop=stop, schema=schema)
+        return await self.call_model(node, spec, messages, kind=kind, sample=sample, stop=stop,
+                                     schema=schema)
+
+    async def call_model(
+        self,
+        node: str,
+        spec: RoleSpec,
+        messages: Sequence[dict[str, Any]],
+        *,
+        kind: str,
+        sample: int = 0,
+        stop: Sequence[str] | None = None,
+        schema: dict[str, Any] | None = None,
+        tools: Sequence[dict[str, Any]] | None = None,
+    ) -> ChatResult:
+        """Exactly one budgeted, journaled model call (``tools``: native function schemas)."""
         self._check_budget()
         self.llm_calls += 1  # reserved before the await, so parallel calls cannot overshoot
         model = self.model_for(spec)
@@ -166,6 +198,7 @@ class RunContext:
             api_base=where.api_base,
             api_key=where.api_key,
             extra_headers=where.extra_headers,
+            tools=tools,
         )
         if self.journal is not None and key:  # on disk before anyone uses the reply
             entry = dataclasses.asdict(result)
@@ -192,6 +225,22 @@ class RunContext:
         self.llm_calls = len(paid)
         self.tokens = sum(s.get("prompt_tokens", 0) + s.get("completion_tokens", 0) for s in paid)
         self.cost = sum(s.get("cost", 0.0) for s in paid)
+        self.tool_calls = sum(1 for s in steps if s.get("kind") == "tool"
+                              and (s.get("parsed") or {}).get("call_id") is not None)
+
+    def count_tool_calls(self, n: int) -> None:
+        """Reserve ``n`` tool calls, or stop the run if that would pass ``max_tool_calls``."""
+        limit = self.team.limits.max_tool_calls
+        if self.tool_calls + n > limit:
+            raise BudgetExceeded(f"max_tool_calls ({limit}) reached: the model asked for "
+                                 f"{n} more after {self.tool_calls}")
+        self.tool_calls += n
+
+    async def aclose(self) -> None:
+        """Release what the run opened for its tools (MCP server connections)."""
+        if self.toolbox is not None:
+            box, self.toolbox = self.toolbox, None
+            await box.aclose()
 
     def _journal_key(self, *parts: Any, messages: Sequence[dict[str, str]] = ()) -> str | None:
         """A key that is the same when the same LangGraph task runs again after a resume.
@@ -217,7 +266,7 @@ class RunContext:
         node: str,
         role: str,
         round: int,
-        messages: Sequence[dict[str, str]] = (),
+        messages: Sequence[dict[str, Any]] = (),
         result: ChatResult | None = None,
         output: str = "",
         parsed: dict[str, Any] | None = None,
@@ -234,6 +283,8 @@ class RunContext:
         before it: the step records whether the answer changed and, with a reference,
         which way it flipped (right->wrong or wrong->right).
         """
+        for pending in getattr(result, "exchange", ()):  # the tool loop's calls come first
+            self.step(node=node, role=role, round=round, **pending)
         secrets = secret_values()  # the ledger never holds a key, whatever the task says
         text = result.text if result is not None else output
         # The same step of a task that runs again after a resume gets the same id, so

@@ -37,6 +37,7 @@ __all__ = [
     "litellm_module",
     "register_price",
     "supports_json_schema",
+    "supports_tools",
 ]
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -116,6 +117,10 @@ class ChatResult:
     errors: list[str] = field(default_factory=list)
     replayed: bool = False
     """Answered from a resumed run's call journal: made (and paid for) before the crash."""
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    """Native function calls the model asked for: ``{id, name, arguments}``, ``arguments``
+    the raw JSON text it sent (parsed, and its faults reported, by the tool loop)."""
+    finish_reason: str | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -189,6 +194,18 @@ def supports_json_schema(model: str) -> bool:
     try:
         return bool(litellm_module().supports_response_schema(model=model))
     except Exception:  # an unknown provider or model: no schema
+        return False
+
+
+def supports_tools(model: str) -> bool:
+    """Whether ``model`` takes native function calling (``tools=``), by litellm's table.
+
+    A model it does not know (the local and scripted ones, most self-hosted names) is
+    offered tools through the prompt protocol instead (:mod:`concilium.tools.calling`).
+    """
+    try:
+        return bool(litellm_module().supports_function_calling(model=model))
+    except Exception:  # an unknown provider or model: no native tools
         return False
 
 
@@ -352,6 +369,7 @@ async def chat(
     api_base: str | None = None,
     api_key: str | None = None,
     extra_headers: Mapping[str, str] | None = None,
+    tools: Sequence[dict[str, Any]] | None = None,
 ) -> ChatResult:
     """Call a model through litellm with retries, a timeout per try and fallbacks.
 
@@ -375,6 +393,9 @@ async def chat(
         api_key: the key for that server; default: the provider's usual variable, or
             :data:`NO_KEY` when ``api_base`` is given.
         extra_headers: HTTP headers sent with each call to ``model``.
+        tools: OpenAI-style function schemas offered for native function calling; the
+            calls the model makes come back in ``ChatResult.tool_calls`` (the tool loop,
+            :mod:`concilium.tools.calling`, runs them).
 
     Returns:
         The reply text with usage, cost, latency and how many tries it took.
@@ -393,6 +414,8 @@ async def chat(
         params["stop"] = list(stop)
     if response_format is not None:
         params["response_format"] = response_format
+    if tools:
+        params["tools"] = list(tools)
     primary = Endpoint(model, api_base, api_key, extra_headers)
     routes = [primary, *(f if isinstance(f, Endpoint) else
                          replace(primary, model=f) for f in fallbacks)]
@@ -409,7 +432,8 @@ async def chat(
         if hit is not None:
             return ChatResult(text=str(hit.get("text", "")), model=str(hit.get("model", model)),
                               latency_ms=(time.perf_counter() - start) * 1000.0, attempts=0,
-                              cached=True)
+                              cached=True, tool_calls=list(hit.get("tool_calls") or []),
+                              finish_reason=hit.get("finish_reason"))
     for index, route in enumerate(routes):
         candidate = route.model
         _check_allowed(candidate)
@@ -438,11 +462,14 @@ async def chat(
                     await asyncio.sleep(_backoff_s(retry, attempt, error))
                 continue
             text = _content(response)
+            calls, finish = _tool_calls(response)
             prompt_tokens, completion_tokens, cost = _usage_cost(_litellm, response)
             if key is not None and cache is not None and index == 0:
                 await cache.put(key, {"text": text, "model": candidate,
                                       "prompt_tokens": prompt_tokens,
-                                      "completion_tokens": completion_tokens, "cost": cost})
+                                      "completion_tokens": completion_tokens, "cost": cost,
+                                      **({"tool_calls": calls, "finish_reason": finish}
+                                         if calls else {})})
             return ChatResult(
                 text=text,
                 model=candidate,
@@ -453,6 +480,8 @@ async def chat(
                 attempts=attempts,
                 fallback_used=index > 0,
                 errors=errors,
+                tool_calls=calls,
+                finish_reason=finish,
             )
     raise ModelError("all models failed: " + " | ".join(errors[-4:]))  # already redacted
 
@@ -463,6 +492,36 @@ def _content(response: Any) -> str:
     except (AttributeError, IndexError):
         return ""
     return content if isinstance(content, str) else ""
+
+
+def _tool_calls(response: Any) -> tuple[list[dict[str, Any]], str | None]:
+    """The function calls of a reply as plain data, and its finish reason.
+
+    Nothing here rejects a malformed call: a missing id gets one, arguments that are
+    not a string (some servers send an object) become JSON text, and the tool loop
+    answers whatever is wrong with a tool message the model can read.
+    """
+    try:
+        choice = response.choices[0]
+    except (AttributeError, IndexError, TypeError):
+        return [], None
+    finish = getattr(choice, "finish_reason", None)
+    raw = getattr(getattr(choice, "message", None), "tool_calls", None) or []
+    calls: list[dict[str, Any]] = []
+    for i, call in enumerate(raw):
+        function = getattr(call, "function", None)
+        if function is None and isinstance(call, dict):
+            function = call.get("function")
+        name = getattr(function, "name", None) if not isinstance(function, dict) else \
+            function.get("name")
+        arguments = getattr(function, "arguments", None) if not isinstance(function, dict) \
+            else function.get("arguments")
+        if arguments is not None and not isinstance(arguments, str):
+            arguments = json.dumps(arguments, ensure_ascii=False, default=str)
+        call_id = getattr(call, "id", None) if not isinstance(call, dict) else call.get("id")
+        calls.append({"id": str(call_id or f"call_{i}"), "name": str(name or ""),
+                      "arguments": arguments if arguments is not None else ""})
+    return calls, str(finish) if finish is not None else None
 
 
 def _short(error: BaseException, limit: int = 200) -> str:
