@@ -305,7 +305,7 @@ def _model_turn(convo: list[dict[str, Any]], result: ChatResult, calls: Sequence
     """The ledger step of a turn that asked for tools: what it was sent and what it asked."""
     shown = result
     if native:  # the reply's text may be empty (content null): show the calls instead
-        asked = "\n".join(f"→ {c.name}({c.arguments})" for c in calls)
+        asked = "\n".join(f"{c.name}({c.arguments})" for c in calls)
         shown = dataclasses.replace(result, text=f"{result.text}\n{asked}".strip())
     return {"messages": list(convo), "result": shown,
             "parsed": {"tool_calls": _calls_json(calls), "finish_reason": result.finish_reason}}
