@@ -78,8 +78,12 @@ class ToolServer:
             calls.append(_call("call_b", name, json.dumps({argument: "1 + 1"})))
         if self.mode == "finish_only":
             calls = []
-        return {"role": "assistant", "content": None, "tool_calls": calls or None,
-                "finish_reason": "tool_calls"}
+        return {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": calls or None,
+            "finish_reason": "tool_calls",
+        }
 
     def handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -92,12 +96,16 @@ class ToolServer:
                 finish = message.pop("finish_reason", "stop")
                 if message.get("tool_calls") is None:
                     message.pop("tool_calls", None)
-                data = json.dumps({
-                    "id": f"chatcmpl-{len(server.seen)}", "object": "chat.completion",
-                    "created": 0, "model": body.get("model", ""),
-                    "choices": [{"index": 0, "finish_reason": finish, "message": message}],
-                    "usage": {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25},
-                }).encode()
+                data = json.dumps(
+                    {
+                        "id": f"chatcmpl-{len(server.seen)}",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": body.get("model", ""),
+                        "choices": [{"index": 0, "finish_reason": finish, "message": message}],
+                        "usage": {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25},
+                    }
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -115,8 +123,7 @@ def _message(text: str) -> dict[str, Any]:
 
 
 def _call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
-    return {"id": call_id, "type": "function",
-            "function": {"name": name, "arguments": arguments}}
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
 @pytest.fixture
@@ -142,12 +149,18 @@ def tool_server() -> Iterator[Callable[..., ToolServer]]:
         thread.join(timeout=10)
 
 
-def team(server: ToolServer, tools: list[str], *, model: str = "openai/gpt-4o-mini",
-         **extra: Any) -> dict[str, Any]:
+def team(
+    server: ToolServer, tools: list[str], *, model: str = "openai/gpt-4o-mini", **extra: Any
+) -> dict[str, Any]:
     role = {"model": model, "api_base": server.url, "tools": tools}
     role.update(extra.pop("role", {}))
-    return {"name": "tooled", "strategy": "single", "retry": {"attempts": 1},
-            "roles": {"generator": role}, **extra}
+    return {
+        "name": "tooled",
+        "strategy": "single",
+        "retry": {"attempts": 1},
+        "roles": {"generator": role},
+        **extra,
+    }
 
 
 def kinds(steps: list[dict[str, Any]]) -> list[str]:
@@ -158,7 +171,8 @@ def kinds(steps: list[dict[str, Any]]) -> list[str]:
 
 
 async def test_native_loop_calls_the_calculator_and_answers_from_its_result(
-        tool_server: Callable[..., ToolServer]) -> None:
+    tool_server: Callable[..., ToolServer],
+) -> None:
     server = tool_server()
     result = await load_team(team(server, ["calculator"])).arun(TASK, reference="411")
     assert result.status == "ok" and result.answer == "411" and result.correct is True
@@ -168,8 +182,12 @@ async def test_native_loop_calls_the_calculator_and_answers_from_its_result(
     # The second request carries the assistant's call and the tool's result, linked by id.
     second = server.seen[1]["messages"]
     assert second[-2]["role"] == "assistant" and second[-2]["tool_calls"][0]["id"] == "call_a"
-    assert second[-1] == {"role": "tool", "tool_call_id": "call_a", "name": "calculator",
-                          "content": "411"}
+    assert second[-1] == {
+        "role": "tool",
+        "tool_call_id": "call_a",
+        "name": "calculator",
+        "content": "411",
+    }
     assert kinds(result.steps) == ["llm", "tool:calculator", "llm"]
     turn, tool, final = result.steps
     assert turn["parsed"]["finish_reason"] == "tool_calls"
@@ -182,12 +200,16 @@ async def test_native_loop_calls_the_calculator_and_answers_from_its_result(
     assert result.usage.total_tokens == 50  # both turns are paid for
 
 
-@pytest.mark.parametrize(("mode", "expected"), [
-    ("unknown", "error: unknown tool 'no_such_tool'; the tools are: calculator"),
-    ("bad_json", "error: the arguments of 'calculator' are not valid JSON"),
-])
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("unknown", "error: unknown tool 'no_such_tool'; the tools are: calculator"),
+        ("bad_json", "error: the arguments of 'calculator' are not valid JSON"),
+    ],
+)
 async def test_a_bad_call_is_answered_with_a_tool_error(
-        tool_server: Callable[..., ToolServer], mode: str, expected: str) -> None:
+    tool_server: Callable[..., ToolServer], mode: str, expected: str
+) -> None:
     server = tool_server(mode)
     result = await load_team(team(server, ["calculator"])).arun(TASK)
     assert result.status == "ok"
@@ -200,26 +222,31 @@ async def test_a_bad_call_is_answered_with_a_tool_error(
 
 
 async def test_parallel_calls_in_one_reply_all_run_and_answer_in_order(
-        tool_server: Callable[..., ToolServer]) -> None:
+    tool_server: Callable[..., ToolServer],
+) -> None:
     server = tool_server("parallel")
     result = await load_team(team(server, ["calculator"])).arun(TASK)
     tools = [s for s in result.steps if s["kind"] == "tool"]
     assert [t["output"] for t in tools] == ["411", "2"]
     sent = server.seen[1]["messages"]
-    assert [(m["tool_call_id"], m["content"]) for m in sent[-2:]] == [("call_a", "411"),
-                                                                       ("call_b", "2")]
+    assert [(m["tool_call_id"], m["content"]) for m in sent[-2:]] == [
+        ("call_a", "411"),
+        ("call_b", "2"),
+    ]
     assert result.usage.tool_calls == 2
 
 
 async def test_finish_reason_tool_calls_without_a_call_fails_clearly(
-        tool_server: Callable[..., ToolServer]) -> None:
+    tool_server: Callable[..., ToolServer],
+) -> None:
     server = tool_server("finish_only")
     with pytest.raises(RunFailed, match="finish_reason 'tool_calls' but sent no tool call"):
         await load_team(team(server, ["calculator"])).arun(TASK)
 
 
 async def test_max_tool_calls_stops_a_model_that_never_stops_calling(
-        tool_server: Callable[..., ToolServer]) -> None:
+    tool_server: Callable[..., ToolServer],
+) -> None:
     server = tool_server("forever")
     spec = team(server, ["calculator"], limits={"max_tool_calls": 3})
     result = await load_team(spec).arun(TASK)
@@ -230,10 +257,12 @@ async def test_max_tool_calls_stops_a_model_that_never_stops_calling(
 
 
 async def test_native_protocol_can_be_forced_for_a_model_litellm_does_not_know(
-        tool_server: Callable[..., ToolServer]) -> None:
+    tool_server: Callable[..., ToolServer],
+) -> None:
     server = tool_server()
-    spec = team(server, ["calculator"], model="openai/our-own-model",
-                role={"tool_protocol": "native"})
+    spec = team(
+        server, ["calculator"], model="openai/our-own-model", role={"tool_protocol": "native"}
+    )
     result = await load_team(spec).arun(TASK)
     assert result.answer == "411" and "tools" in server.seen[0]
 
@@ -275,14 +304,17 @@ def user_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 async def test_a_typed_function_is_a_tool_with_its_docstring_schema(
-        tool_server: Callable[..., ToolServer], user_tools: str) -> None:
+    tool_server: Callable[..., ToolServer], user_tools: str
+) -> None:
     server = tool_server()
     result = await load_team(team(server, [f"{user_tools}:digits", "calculator"])).arun(TASK)
     offered = server.seen[0]["tools"][0]["function"]
     assert offered["name"] == "digits"
     assert offered["description"].startswith("Count the digits")
-    assert offered["parameters"]["properties"]["expression"]["description"] == \
-        "the arithmetic expression whose value is counted."
+    assert (
+        offered["parameters"]["properties"]["expression"]["description"]
+        == "the arithmetic expression whose value is counted."
+    )
     assert offered["parameters"]["required"] == ["expression"]
     tool = next(s for s in result.steps if s["kind"] == "tool")
     assert tool["model"] == "digits" and tool["output"] == "3"  # 411 has three digits
@@ -290,18 +322,21 @@ async def test_a_typed_function_is_a_tool_with_its_docstring_schema(
 
 
 async def test_a_tool_that_raises_is_reported_to_the_model(
-        tool_server: Callable[..., ToolServer], user_tools: str) -> None:
+    tool_server: Callable[..., ToolServer], user_tools: str
+) -> None:
     server = tool_server()
     result = await load_team(team(server, [f"{user_tools}.boom"])).arun(TASK)
     tool = next(s for s in result.steps if s["kind"] == "tool")
-    assert tool["output"] == ("error: tool 'boom' failed: ValueError: boom went the tool on "
-                              "17 * 24 + 3")
+    assert tool["output"] == (
+        "error: tool 'boom' failed: ValueError: boom went the tool on 17 * 24 + 3"
+    )
     assert server.seen[1]["messages"][-1]["content"] == tool["output"]
     assert result.status == "ok"
 
 
 async def test_a_langchain_tool_is_offered_like_a_builtin(
-        tool_server: Callable[..., ToolServer], user_tools: str) -> None:
+    tool_server: Callable[..., ToolServer], user_tools: str
+) -> None:
     server = tool_server()
     result = await load_team(team(server, [f"{user_tools}:shout"])).arun(TASK)
     tool = next(s for s in result.steps if s["kind"] == "tool")
@@ -310,8 +345,9 @@ async def test_a_langchain_tool_is_offered_like_a_builtin(
 
 def test_tool_references_are_checked_when_the_team_loads(user_tools: str) -> None:
     def load(tools: list[str], **extra: Any) -> Any:
-        return load_team({"name": "t", "strategy": "single",
-                          "roles": {"generator": {"tools": tools}}, **extra})
+        return load_team(
+            {"name": "t", "strategy": "single", "roles": {"generator": {"tools": tools}}, **extra}
+        )
 
     with pytest.raises(TeamFileError, match="cannot import module 'no_such_module'"):
         load(["no_such_module:tool"])
@@ -323,16 +359,25 @@ def test_tool_references_are_checked_when_the_team_loads(user_tools: str) -> Non
         load(["web_search"])
     with pytest.raises(TeamFileError, match="either `command`"):
         load([], mcp={"both": {"command": ["x"], "url": "http://127.0.0.1:1/mcp"}})
-    assert load(["calculator", "memory_search", f"{user_tools}:digits"]).spec.roles[
-        "generator"].tools[-1] == f"{user_tools}:digits"
+    assert (
+        load(["calculator", "memory_search", f"{user_tools}:digits"])
+        .spec.roles["generator"]
+        .tools[-1]
+        == f"{user_tools}:digits"
+    )
 
 
 # ---------------------------------------------------------------------------- MCP
 
 
 def _mcp(pid_file: Path) -> dict[str, Any]:
-    return {"demo": {"command": [sys.executable, str(MCP_SERVER)],
-                     "env": {"MCP_PID_FILE": str(pid_file)}, "quiet": True}}
+    return {
+        "demo": {
+            "command": [sys.executable, str(MCP_SERVER)],
+            "env": {"MCP_PID_FILE": str(pid_file)},
+            "quiet": True,
+        }
+    }
 
 
 def _alive(pid: int) -> bool:
@@ -344,13 +389,17 @@ def _alive(pid: int) -> bool:
 
 
 async def test_mcp_server_tools_are_offered_and_the_server_stops_with_the_run(
-        tool_server: Callable[..., ToolServer], tmp_path: Path) -> None:
+    tool_server: Callable[..., ToolServer], tmp_path: Path
+) -> None:
     server = tool_server()
     pid_file = tmp_path / "mcp.pid"
     spec = team(server, ["mcp:demo"], mcp=_mcp(pid_file))
     result = await load_team(spec).arun(TASK)
     assert [t["function"]["name"] for t in server.seen[0]["tools"]] == [
-        "evaluate", "shout", "explode"]
+        "evaluate",
+        "shout",
+        "explode",
+    ]
     tool = next(s for s in result.steps if s["kind"] == "tool")
     assert tool["model"] == "evaluate" and tool["output"] == "411"
     assert tool["parsed"]["source"] == "mcp:demo" and result.answer == "411"
@@ -359,26 +408,38 @@ async def test_mcp_server_tools_are_offered_and_the_server_stops_with_the_run(
 
 
 async def test_a_failing_mcp_tool_and_an_unknown_one(
-        tool_server: Callable[..., ToolServer], tmp_path: Path) -> None:
+    tool_server: Callable[..., ToolServer], tmp_path: Path
+) -> None:
     server = tool_server()
     spec = team(server, ["mcp:demo/explode"], mcp=_mcp(tmp_path / "a.pid"))
     result = await load_team(spec).arun(TASK)
     tool = next(s for s in result.steps if s["kind"] == "tool")
     assert tool["output"].startswith("error: tool 'explode' failed: RuntimeError:")
     spec = team(server, ["mcp:demo/nope"], mcp=_mcp(tmp_path / "b.pid"))
-    with pytest.raises(ConfigError, match="MCP server 'demo' has no tool 'nope'; it offers: "
-                       "evaluate, shout, explode"):
+    with pytest.raises(
+        ConfigError,
+        match="MCP server 'demo' has no tool 'nope'; it offers: evaluate, shout, explode",
+    ):
         await load_team(spec).arun(TASK)
     pid = int((tmp_path / "b.pid").read_text())
     wait_for(lambda: not _alive(pid), what="the MCP server of the failed run to stop")
 
 
 async def test_an_mcp_server_that_does_not_start_is_a_clear_error(tmp_path: Path) -> None:
-    spec = {"name": "t", "strategy": "single", "model": "scripted/never",
-            "mcp": {"broken": {"command": [sys.executable, "-c", "import sys; sys.exit(3)"],
-                               "connect_timeout_s": 60, "quiet": True}},
-            "roles": {"generator": {"tools": ["mcp:broken"]}}}
-    with pytest.raises(ConfigError, match="MCP server 'broken' .* failed to start"):
+    spec = {
+        "name": "t",
+        "strategy": "single",
+        "model": "scripted/never",
+        "mcp": {
+            "broken": {
+                "command": [sys.executable, "-c", "import sys; sys.exit(3)"],
+                "connect_timeout_s": 60,
+                "quiet": True,
+            }
+        },
+        "roles": {"generator": {"tools": ["mcp:broken"]}},
+    }
+    with pytest.raises(ConfigError, match=r"MCP server 'broken' .* failed to start"):
         await load_team(spec).arun(TASK)
 
 
@@ -392,12 +453,19 @@ def _answer_from_result(call: scripted.ScriptCall) -> str:
 
 
 async def test_prompt_protocol_with_the_scripted_model() -> None:
-    spec = {"name": "t", "strategy": "single", "model": "scripted/proto",
-            "roles": {"generator": {"tools": ["calculator"]}}}
-    first = ('Let me compute it.\n<tool_call>{"name": "calculator", '
-             '"arguments": {"expression": "17 * 24 + 3"}}')  # cut at the stop sequence
-    with scripted.use("proto", scripted.Script({"generator": [first, _answer_from_result]})
-                      ) as script:
+    spec = {
+        "name": "t",
+        "strategy": "single",
+        "model": "scripted/proto",
+        "roles": {"generator": {"tools": ["calculator"]}},
+    }
+    first = (
+        'Let me compute it.\n<tool_call>{"name": "calculator", '
+        '"arguments": {"expression": "17 * 24 + 3"}}'
+    )  # cut at the stop sequence
+    with scripted.use(
+        "proto", scripted.Script({"generator": [first, _answer_from_result]})
+    ) as script:
         result = await load_team(spec).arun(TASK, reference="411")
     system = script.calls[0].messages[0]
     assert system["role"] == "system" and "<tool_call>" in system["content"]
@@ -411,31 +479,51 @@ async def test_prompt_protocol_with_the_scripted_model() -> None:
 
 
 async def test_prompt_protocol_unreadable_call_is_fed_back() -> None:
-    spec = {"name": "t", "strategy": "single", "model": "scripted/garbled",
-            "roles": {"generator": {"tools": ["calculator", "python"]}}}
-    replies = ['<tool_call>{"name": "calculator", "arguments": {"expression": 17 * 24}',
-               "Answer: 408"]
+    spec = {
+        "name": "t",
+        "strategy": "single",
+        "model": "scripted/garbled",
+        "roles": {"generator": {"tools": ["calculator", "python"]}},
+    }
+    replies = [
+        '<tool_call>{"name": "calculator", "arguments": {"expression": 17 * 24}',
+        "Answer: 408",
+    ]
     with scripted.use("garbled", scripted.Script({"generator": replies})) as script:
         result = await load_team(spec).arun(TASK)
     tool = next(s for s in result.steps if s["kind"] == "tool")
     assert tool["output"].startswith("error: could not read the tool call")
-    assert 'expected <tool_call>{"name": "<tool>", "arguments": {...}}</tool_call>' in \
-        tool["output"]
+    assert (
+        'expected <tool_call>{"name": "<tool>", "arguments": {...}}</tool_call>' in tool["output"]
+    )
     assert tool["output"] in script.calls[1].prompt
     assert result.answer == "408"
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("no call here", []),
-    ('<tool_call>{"name": "calculator", "arguments": {"expression": "1+2"}}</tool_call>',
-     [("calculator", '{"expression": "1+2"}')]),
-    ('<tool_call>\n```json\n[{"name": "a", "arguments": {}}, {"tool": "b", "args": {"x": 1}}]'
-     "\n```\n</tool_call>", [("a", "{}"), ("b", '{"x": 1}')]),
-    ('<TOOL_CALL>{"function": {"name": "f", "arguments": "{\\"x\\": 2}"}}', [("f", '{"x": 2}')]),
-    ('<tool_call>{"expression": "3*3"}</tool_call>', [("calculator", '{"expression": "3*3"}')]),
-    ('<tool_call>{"name": "a"}</tool_call> then <tool_call>{"name": "b"}',
-     [("a", "{}"), ("b", "{}")]),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("no call here", []),
+        (
+            '<tool_call>{"name": "calculator", "arguments": {"expression": "1+2"}}</tool_call>',
+            [("calculator", '{"expression": "1+2"}')],
+        ),
+        (
+            '<tool_call>\n```json\n[{"name": "a", "arguments": {}}, '
+            '{"tool": "b", "args": {"x": 1}}]\n```\n</tool_call>',
+            [("a", "{}"), ("b", '{"x": 1}')],
+        ),
+        (
+            '<TOOL_CALL>{"function": {"name": "f", "arguments": "{\\"x\\": 2}"}}',
+            [("f", '{"x": 2}')],
+        ),
+        ('<tool_call>{"expression": "3*3"}</tool_call>', [("calculator", '{"expression": "3*3"}')]),
+        (
+            '<tool_call>{"name": "a"}</tool_call> then <tool_call>{"name": "b"}',
+            [("a", "{}"), ("b", "{}")],
+        ),
+    ],
+)
 def test_parse_prompt_calls(text: str, expected: list[tuple[str, str]]) -> None:
     from concilium.tools.registry import builtin
 
@@ -444,9 +532,14 @@ def test_parse_prompt_calls(text: str, expected: list[tuple[str, str]]) -> None:
     assert all(c.problem is None for c in calls)
 
 
-@pytest.mark.parametrize("text", ["<tool_call>calculator 1+2</tool_call>",
-                                  '<tool_call>{"arguments": {}}</tool_call>',
-                                  "<tool_call>[1, 2]</tool_call>"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<tool_call>calculator 1+2</tool_call>",
+        '<tool_call>{"arguments": {}}</tool_call>',
+        "<tool_call>[1, 2]</tool_call>",
+    ],
+)
 def test_parse_prompt_calls_reports_what_it_cannot_read(text: str) -> None:
     (call,) = parse_prompt_calls(text)
     assert call.problem is not None and call.name == ""
@@ -456,7 +549,8 @@ def test_parse_prompt_calls_reports_what_it_cannot_read(text: str) -> None:
 
 
 async def test_tool_steps_are_in_the_ledger_and_runs_show(
-        tool_server: Callable[..., ToolServer]) -> None:
+    tool_server: Callable[..., ToolServer],
+) -> None:
     server = tool_server()
     result = await load_team(team(server, ["calculator"])).arun(TASK)
     shown = CliRunner().invoke(app, ["runs", "show", result.run_id, "--json"])

@@ -42,8 +42,14 @@ if TYPE_CHECKING:
     from concilium.teams import RoleSpec
     from concilium.tools.mcp import Connection
 
-__all__ = ["ToolBox", "ToolCall", "ToolChatResult", "chat_with_tools", "parse_prompt_calls",
-           "protocol_for"]
+__all__ = [
+    "ToolBox",
+    "ToolCall",
+    "ToolChatResult",
+    "chat_with_tools",
+    "parse_prompt_calls",
+    "protocol_for",
+]
 
 TOOL_TIMEOUT_S = 120.0
 """Outer limit of one tool call (the sandbox and MCP servers have tighter ones of their own)."""
@@ -105,29 +111,35 @@ class ToolBox:
 
             team = self._ctx.team
             self._static[key] = resolve_static(
-                spec.tools, memory=self._ctx.memory, namespace=namespace_of(team),
-                verified_only=team.memory.verified_only)
+                spec.tools,
+                memory=self._ctx.memory,
+                namespace=namespace_of(team),
+                verified_only=team.memory.verified_only,
+            )
         static = iter(self._static[key])
         tools: list[Tool] = []
         for ref in spec.tools:
             if not ref.startswith(MCP_PREFIX):
                 tools.append(next(static))
                 continue
-            server, _, wanted = ref[len(MCP_PREFIX):].partition("/")
+            server, _, wanted = ref[len(MCP_PREFIX) :].partition("/")
             offered = await self._connection(server).tools()
             if wanted:
                 chosen = [t for t in offered if t.name == wanted]
                 if not chosen:
                     names = ", ".join(t.name for t in offered) or "none"
-                    raise ConfigError(f"MCP server {server!r} has no tool {wanted!r}; it "
-                                      f"offers: {names}")
+                    raise ConfigError(
+                        f"MCP server {server!r} has no tool {wanted!r}; it offers: {names}"
+                    )
                 offered = chosen
             tools += offered
         seen: dict[str, str] = {}
         for tool in tools:
             if tool.name in seen:
-                raise ConfigError(f"two tools are named {tool.name!r} ({seen[tool.name]} and "
-                                  f"{tool.source}); list only one of them in the role's tools")
+                raise ConfigError(
+                    f"two tools are named {tool.name!r} ({seen[tool.name]} and "
+                    f"{tool.source}); list only one of them in the role's tools"
+                )
             seen[tool.name] = tool.source
         return tools
 
@@ -191,23 +203,33 @@ async def chat_with_tools(
     stops = list(stop or []) if native else [*(stop or []), STOP]
     try:
         for turn in range(1, 10_000):  # bounded by max_tool_calls and max_llm_calls
-            result = await ctx.call_model(node, spec, convo, kind=kind, sample=sample,
-                                          stop=stops or None, schema=schema, tools=offered)
+            result = await ctx.call_model(
+                node,
+                spec,
+                convo,
+                kind=kind,
+                sample=sample,
+                stop=stops or None,
+                schema=schema,
+                tools=offered,
+            )
             if native:
                 calls = [ToolCall(c["id"], c["name"], c["arguments"]) for c in result.tool_calls]
             else:
-                calls = parse_prompt_calls(result.text, turn=turn,
-                                           only=tools[0] if len(tools) == 1 else None)
+                calls = parse_prompt_calls(
+                    result.text, turn=turn, only=tools[0] if len(tools) == 1 else None
+                )
             if not calls:
                 if result.finish_reason == "tool_calls" and not result.text.strip():
-                    raise ModelError(f"{node}: the model ended its turn with finish_reason "
-                                     "'tool_calls' but sent no tool call and no text")
+                    raise ModelError(
+                        f"{node}: the model ended its turn with finish_reason "
+                        "'tool_calls' but sent no tool call and no text"
+                    )
                 return ToolChatResult(**_fields(result), exchange=exchange)
             ctx.count_tool_calls(len(calls))
             exchange.append(_model_turn(convo, result, calls, native))
             convo.append(_assistant(result, calls, native))
-            outcomes = await asyncio.gather(*(run_call(by_name, c, native=native)
-                                              for c in calls))
+            outcomes = await asyncio.gather(*(run_call(by_name, c, native=native) for c in calls))
             for call, outcome in zip(calls, outcomes, strict=True):
                 exchange.append(_tool_step(call, outcome, by_name))
             convo += _results(calls, outcomes, native)
@@ -225,15 +247,21 @@ async def run_call(by_name: dict[str, Tool], call: ToolCall, *, native: bool = T
     start = time.perf_counter()
 
     def done(text: str, ok: bool, arguments: dict[str, Any] | None = None) -> Outcome:
-        return Outcome(render_result(text) if ok else text, ok,
-                       (time.perf_counter() - start) * 1000.0, arguments)
+        return Outcome(
+            render_result(text) if ok else text,
+            ok,
+            (time.perf_counter() - start) * 1000.0,
+            arguments,
+        )
 
     if call.problem is not None:
         return done(f"error: {call.problem}", False)
     tool = by_name.get(call.name)
     if tool is None:
-        return done(f"error: unknown tool {call.name!r}; the tools are: "
-                    f"{', '.join(by_name) or 'none'}", False)
+        return done(
+            f"error: unknown tool {call.name!r}; the tools are: {', '.join(by_name) or 'none'}",
+            False,
+        )
     arguments, problem = read_arguments(call.arguments, tool, lenient=not native)
     if arguments is None:
         return done(f"error: {problem}", False)
@@ -241,15 +269,22 @@ async def run_call(by_name: dict[str, Tool], call: ToolCall, *, native: bool = T
         async with asyncio.timeout(TOOL_TIMEOUT_S):
             value = await tool.call(arguments)
     except TimeoutError:
-        return done(f"error: tool {tool.name!r} did not finish within {TOOL_TIMEOUT_S:g} s",
-                    False, arguments)
+        return done(
+            f"error: tool {tool.name!r} did not finish within {TOOL_TIMEOUT_S:g} s",
+            False,
+            arguments,
+        )
     except (Exception, SystemExit) as error:  # the tool's own fault, reported to the model
         return done(f"error: tool {tool.name!r} failed: {_describe(error)}", False, arguments)
     return done(render_result(value), True, arguments)
 
 
-def read_arguments(text: str, tool: Tool, *, lenient: bool = False,
-                   ) -> tuple[dict[str, Any] | None, str]:
+def read_arguments(
+    text: str,
+    tool: Tool,
+    *,
+    lenient: bool = False,
+) -> tuple[dict[str, Any] | None, str]:
     """The arguments of a call as a dict, or ``None`` and what to tell the model.
 
     ``lenient`` (the prompt protocol, for tiny models): a bare value for a tool with one
@@ -264,17 +299,21 @@ def read_arguments(text: str, tool: Tool, *, lenient: bool = False,
         only = _single_parameter(tool)
         if lenient and only is not None:
             return {only: text}, ""
-        return None, (f"the arguments of {tool.name!r} are not valid JSON ({error.msg} at "
-                      f"character {error.pos}): {text[:200]!r}; send a JSON object such as "
-                      f"{json.dumps(example_arguments(tool))}")
+        return None, (
+            f"the arguments of {tool.name!r} are not valid JSON ({error.msg} at "
+            f"character {error.pos}): {text[:200]!r}; send a JSON object such as "
+            f"{json.dumps(example_arguments(tool))}"
+        )
     if isinstance(value, dict):
         return value, ""
     only = _single_parameter(tool)
     if lenient and only is not None and value is not None:
         return {only: value if isinstance(value, str) else json.dumps(value)}, ""
-    return None, (f"the arguments of {tool.name!r} must be a JSON object, not "
-                  f"{type(value).__name__}: {text[:200]!r}; send e.g. "
-                  f"{json.dumps(example_arguments(tool))}")
+    return None, (
+        f"the arguments of {tool.name!r} must be a JSON object, not "
+        f"{type(value).__name__}: {text[:200]!r}; send e.g. "
+        f"{json.dumps(example_arguments(tool))}"
+    )
 
 
 def _single_parameter(tool: Tool) -> str | None:
@@ -300,15 +339,19 @@ def _calls_json(calls: Sequence[ToolCall]) -> list[dict[str, Any]]:
     return [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls]
 
 
-def _model_turn(convo: list[dict[str, Any]], result: ChatResult, calls: Sequence[ToolCall],
-                native: bool) -> dict[str, Any]:
+def _model_turn(
+    convo: list[dict[str, Any]], result: ChatResult, calls: Sequence[ToolCall], native: bool
+) -> dict[str, Any]:
     """The ledger step of a turn that asked for tools: what it was sent and what it asked."""
     shown = result
     if native:  # the reply's text may be empty (content null): show the calls instead
         asked = "\n".join(f"{c.name}({c.arguments})" for c in calls)
         shown = dataclasses.replace(result, text=f"{result.text}\n{asked}".strip())
-    return {"messages": list(convo), "result": shown,
-            "parsed": {"tool_calls": _calls_json(calls), "finish_reason": result.finish_reason}}
+    return {
+        "messages": list(convo),
+        "result": shown,
+        "parsed": {"tool_calls": _calls_json(calls), "finish_reason": result.finish_reason},
+    }
 
 
 def _tool_step(call: ToolCall, outcome: Outcome, by_name: dict[str, Tool]) -> dict[str, Any]:
@@ -318,8 +361,13 @@ def _tool_step(call: ToolCall, outcome: Outcome, by_name: dict[str, Tool]) -> di
         "messages": [{"role": "tool_call", "content": call.arguments}],
         "output": outcome.text,
         "latency_ms": outcome.ms,
-        "parsed": {"call_id": call.id, "tool": call.name, "arguments": outcome.arguments,
-                   "ok": outcome.ok, "source": tool.source if tool else None},
+        "parsed": {
+            "call_id": call.id,
+            "tool": call.name,
+            "arguments": outcome.arguments,
+            "ok": outcome.ok,
+            "source": tool.source if tool else None,
+        },
     }
 
 
@@ -329,20 +377,35 @@ def _assistant(result: ChatResult, calls: Sequence[ToolCall], native: bool) -> d
         if _OPEN.search(text) and not _CLOSE.search(text):
             text += STOP  # cut at the stop sequence: close it as the model meant to
         return {"role": "assistant", "content": text}
-    return {"role": "assistant", "content": result.text or None, "tool_calls": [
-        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-        for c in calls]}
+    return {
+        "role": "assistant",
+        "content": result.text or None,
+        "tool_calls": [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in calls
+        ],
+    }
 
 
-def _results(calls: Sequence[ToolCall], outcomes: Sequence[Outcome],
-             native: bool) -> list[dict[str, Any]]:
+def _results(
+    calls: Sequence[ToolCall], outcomes: Sequence[Outcome], native: bool
+) -> list[dict[str, Any]]:
     if native:
-        return [{"role": "tool", "tool_call_id": c.id, "name": c.name, "content": o.text}
-                for c, o in zip(calls, outcomes, strict=True)]
-    blocks = "\n".join(f'<tool_result name="{c.name}">{o.text}</tool_result>'
-                       for c, o in zip(calls, outcomes, strict=True))
-    return [{"role": "user", "content": f"{blocks}\nContinue. When you know the answer, give "
-             "it in the format asked for, without a tool call."}]
+        return [
+            {"role": "tool", "tool_call_id": c.id, "name": c.name, "content": o.text}
+            for c, o in zip(calls, outcomes, strict=True)
+        ]
+    blocks = "\n".join(
+        f'<tool_result name="{c.name}">{o.text}</tool_result>'
+        for c, o in zip(calls, outcomes, strict=True)
+    )
+    return [
+        {
+            "role": "user",
+            "content": f"{blocks}\nContinue. When you know the answer, give "
+            "it in the format asked for, without a tool call.",
+        }
+    ]
 
 
 # ---------------------------------------------------------------------------- prompt protocol
@@ -352,12 +415,21 @@ def example_arguments(tool: Tool) -> dict[str, Any]:
     """Arguments to show in an example call: the tool's own, or placeholders by type."""
     if tool.name == "calculator":
         return {"expression": "17 * 24 + 3"}
-    placeholder = {"string": "...", "integer": 1, "number": 1.5, "boolean": True,
-                   "array": [], "object": {}}
+    placeholder = {
+        "string": "...",
+        "integer": 1,
+        "number": 1.5,
+        "boolean": True,
+        "array": [],
+        "object": {},
+    }
     props = tool.parameters.get("properties") or {}
     required = tool.parameters.get("required") or list(props)
-    return {k: placeholder.get(str((props.get(k) or {}).get("type")), "...") for k in required
-            if k in props}
+    return {
+        k: placeholder.get(str((props.get(k) or {}).get("type")), "...")
+        for k in required
+        if k in props
+    }
 
 
 def protocol_text(tools: Sequence[Tool]) -> str:
@@ -367,7 +439,7 @@ def protocol_text(tools: Sequence[Tool]) -> str:
     listing = "\n".join(f"- {t.signature()}" for t in tools)
     return (
         "You can use tools. To call a tool, write only this and stop:\n"
-        f"<tool_call>{{\"name\": TOOL, \"arguments\": {{...}}}}</tool_call>\n"
+        f'<tool_call>{{"name": TOOL, "arguments": {{...}}}}</tool_call>\n'
         "The result comes back as <tool_result>...</tool_result>. Then continue, and give "
         "your final answer without <tool_call>.\n"
         f"Tools:\n{listing}\n"
@@ -375,8 +447,10 @@ def protocol_text(tools: Sequence[Tool]) -> str:
     )
 
 
-def with_protocol(messages: Sequence[dict[str, Any]], tools: Sequence[Tool],
-                  ) -> list[dict[str, Any]]:
+def with_protocol(
+    messages: Sequence[dict[str, Any]],
+    tools: Sequence[Tool],
+) -> list[dict[str, Any]]:
     """``messages`` with the protocol added to the system message (or as one)."""
     block = protocol_text(tools)
     out = [dict(m) for m in messages]
@@ -387,8 +461,12 @@ def with_protocol(messages: Sequence[dict[str, Any]], tools: Sequence[Tool],
     return out
 
 
-def parse_prompt_calls(text: str, *, turn: int = 1, only: Tool | None = None,
-                       ) -> list[ToolCall]:
+def parse_prompt_calls(
+    text: str,
+    *,
+    turn: int = 1,
+    only: Tool | None = None,
+) -> list[ToolCall]:
     """The ``<tool_call>`` blocks of a reply, read leniently; ``[]`` when there are none.
 
     A block may hold one ``{"name", "arguments"}`` object or a list of them, in a code
@@ -403,7 +481,7 @@ def parse_prompt_calls(text: str, *, turn: int = 1, only: Tool | None = None,
     for index, match in enumerate(opens):
         end = opens[index + 1].start() if index + 1 < len(opens) else len(text)
         close = _CLOSE.search(text, match.end(), end)
-        body = text[match.end():close.start() if close else end].strip()
+        body = text[match.end() : close.start() if close else end].strip()
         body = _FENCE.sub("", body).strip()
         call_id = f"call_{turn}_{len(calls)}"
         items, problem = _decode(body)
@@ -416,15 +494,17 @@ def parse_prompt_calls(text: str, *, turn: int = 1, only: Tool | None = None,
 
 
 def _decode(body: str) -> tuple[list[Any], str | None]:
-    expected = ('expected <tool_call>{"name": "<tool>", "arguments": {...}}</tool_call>')
+    expected = 'expected <tool_call>{"name": "<tool>", "arguments": {...}}</tool_call>'
     start = min((i for i in (body.find("{"), body.find("[")) if i >= 0), default=-1)
     if start < 0:
         return [], f"could not read the tool call {body[:200]!r}: no JSON object; {expected}"
     try:
         value, _ = json.JSONDecoder().raw_decode(body[start:])
     except json.JSONDecodeError as error:
-        return [], (f"could not read the tool call {body[:200]!r}: {error.msg} at character "
-                    f"{error.pos}; {expected}")
+        return [], (
+            f"could not read the tool call {body[:200]!r}: {error.msg} at character "
+            f"{error.pos}; {expected}"
+        )
     items = value if isinstance(value, list) else [value]
     if not items or not all(isinstance(i, dict) for i in items):
         return [], f"could not read the tool call {body[:200]!r}: not an object; {expected}"
@@ -443,10 +523,14 @@ def _read_item(item: dict[str, Any], call_id: str, only: Tool | None, body: str)
     if name is None and only is not None:  # a single tool: the object is its arguments
         name, arguments = only.name, arguments if arguments is not None else item
     if not isinstance(name, str) or not name:
-        return ToolCall(call_id, "", body, f"the tool call {body[:200]!r} names no tool; "
-                        'write {"name": "<tool>", "arguments": {...}}')
+        return ToolCall(
+            call_id,
+            "",
+            body,
+            f"the tool call {body[:200]!r} names no tool; "
+            'write {"name": "<tool>", "arguments": {...}}',
+        )
     if arguments is None:
         arguments = {}
-    text = arguments if isinstance(arguments, str) else json.dumps(arguments,
-                                                                   ensure_ascii=False)
+    text = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
     return ToolCall(call_id, name, text)

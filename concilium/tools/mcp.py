@@ -46,7 +46,8 @@ def _sdk() -> Any:
         import mcp
     except ImportError:
         raise MissingDependencyError(
-            "MCP tools need the mcp SDK: pip install 'concilium[mcp]'") from None
+            "MCP tools need the mcp SDK: pip install 'concilium[mcp]'"
+        ) from None
     return mcp
 
 
@@ -60,11 +61,15 @@ async def _session(server: Any) -> AsyncIterator[Any]:
         else:
             command = [server.command] if isinstance(server.command, str) else list(server.command)
             params = mcp.StdioServerParameters(
-                command=command[0], args=[*command[1:], *server.args],
-                env=dict(server.env) if server.env else None, cwd=server.cwd)
+                command=command[0],
+                args=[*command[1:], *server.args],
+                env=dict(server.env) if server.env else None,
+                cwd=server.cwd,
+            )
             devnull = stack.enter_context(open(os.devnull, "w"))  # noqa: SIM115
             streams = await stack.enter_async_context(
-                mcp.stdio_client(params, errlog=devnull if server.quiet else _stderr()))
+                mcp.stdio_client(params, errlog=devnull if server.quiet else _stderr())
+            )
         session = await stack.enter_async_context(mcp.ClientSession(streams[0], streams[1]))
         await session.initialize()
         yield session
@@ -81,15 +86,18 @@ def _http(server: Any) -> Any:
     if server.api_key_env:
         key = os.environ.get(server.api_key_env)
         if not key:
-            raise ConfigError(f"MCP server {server.url}: api_key_env names "
-                              f"{server.api_key_env}, which is not set in the environment")
+            raise ConfigError(
+                f"MCP server {server.url}: api_key_env names "
+                f"{server.api_key_env}, which is not set in the environment"
+            )
         headers["Authorization"] = f"Bearer {key}"
     try:  # mcp 2.x
         from mcp.client.streamable_http import streamable_http_client
         from mcp.shared._httpx_utils import create_mcp_http_client
 
-        return streamable_http_client(server.url, http_client=create_mcp_http_client(
-            headers=headers or None))
+        return streamable_http_client(
+            server.url, http_client=create_mcp_http_client(headers=headers or None)
+        )
     except ImportError:  # mcp 1.x
         from mcp.client.streamable_http import streamablehttp_client
 
@@ -106,7 +114,8 @@ def result_text(result: Any) -> tuple[str, bool]:
         else:
             parts.append(f"[{getattr(block, 'type', type(block).__name__)} content]")
     structured = getattr(result, "structuredContent", None) or getattr(
-        result, "structured_content", None)
+        result, "structured_content", None
+    )
     if not parts and structured is not None:
         import json
 
@@ -150,21 +159,26 @@ class Connection:
             McpError: it did not start, or did not answer the handshake in time.
         """
         where = self.server.url or " ".join(
-            [self.server.command] if isinstance(self.server.command, str) else self.server.command)
+            [self.server.command] if isinstance(self.server.command, str) else self.server.command
+        )
         try:
             async with asyncio.timeout(self.server.connect_timeout_s):
                 await asyncio.shield(self._ready)
         except TimeoutError:
-            raise McpError(f"MCP server {self.name!r} ({where}) did not answer within "
-                           f"{self.server.connect_timeout_s:g} s") from None
+            raise McpError(
+                f"MCP server {self.name!r} ({where}) did not answer within "
+                f"{self.server.connect_timeout_s:g} s"
+            ) from None
         except ConfigError:
             raise
         except BaseException as error:
             if isinstance(error, asyncio.CancelledError):
                 raise
             detail = _first_cause(error)
-            raise McpError(f"MCP server {self.name!r} ({where}) failed to start: "
-                           f"{type(detail).__name__}: {detail}") from None
+            raise McpError(
+                f"MCP server {self.name!r} ({where}) failed to start: "
+                f"{type(detail).__name__}: {detail}"
+            ) from None
         return list(self._tools)
 
     def _tool(self, listed: Any) -> Tool:
@@ -183,9 +197,13 @@ class Connection:
                 raise RuntimeError(text or "the MCP server reported an error")
             return text
 
-        return Tool(name=name, description=str(getattr(listed, "description", "") or ""),
-                    parameters=dict(schema or {"type": "object", "properties": {}}), call=call,
-                    source=f"mcp:{self.name}")
+        return Tool(
+            name=name,
+            description=str(getattr(listed, "description", "") or ""),
+            parameters=dict(schema or {"type": "object", "properties": {}}),
+            call=call,
+            source=f"mcp:{self.name}",
+        )
 
     async def close(self) -> None:
         """Leave the session and stop the server (its process, for a stdio one)."""

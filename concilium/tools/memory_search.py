@@ -13,8 +13,9 @@ from typing import Any
 __all__ = ["memory_search_tool", "search_lessons"]
 
 
-def search_lessons(memory: Any, namespace: str, query: str, k: int = 3,
-                   verified_only: bool = True) -> str:
+def search_lessons(
+    memory: Any, namespace: str, query: str, k: int = 3, verified_only: bool = True
+) -> str:
     """The ``k`` lessons of ``namespace`` closest to ``query``, one a line."""
     if memory is None:
         return "no memory in this run (it runs without a ledger database)"
@@ -22,8 +23,9 @@ def search_lessons(memory: Any, namespace: str, query: str, k: int = 3,
     lessons = memory.recall(query, namespace=namespace, k=k, verified_only=verified_only)
     if not lessons:
         return "no lessons found"
-    return "\n".join(f"- {lesson.lesson} (from a task like: {lesson.task[:120]})"
-                     for lesson in lessons)
+    return "\n".join(
+        f"- {lesson.lesson} (from a task like: {lesson.task[:120]})" for lesson in lessons
+    )
 
 
 def memory_search_tool(memory: Any, namespace: str, *, verified_only: bool = True) -> Any:
@@ -37,8 +39,8 @@ def memory_search_tool(memory: Any, namespace: str, *, verified_only: bool = Tru
             query: what to look for, e.g. the task or the kind of mistake.
             k: how many lessons to return (1-10).
         """
-        return await asyncio.to_thread(search_lessons, memory, namespace, query, k,
-                                       verified_only)
+        return await asyncio.to_thread(search_lessons, memory, namespace, query, k, verified_only)
 
-    return StructuredTool.from_function(coroutine=memory_search, name="memory_search",
-                                        parse_docstring=True)
+    return StructuredTool.from_function(
+        coroutine=memory_search, name="memory_search", parse_docstring=True
+    )

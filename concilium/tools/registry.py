@@ -45,8 +45,10 @@ MAX_RESULT_CHARS = 4000
 """A tool's result is cut to this many characters before the model sees it (the ledger
 keeps the same text): a tool that prints a megabyte must not fill the context."""
 
-_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*(?::[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
-                          r"|\.[A-Za-z_]\w*)$")
+_IMPORT_PATH = re.compile(
+    r"^[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*(?::[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
+    r"|\.[A-Za-z_]\w*)$"
+)
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 """What OpenAI-compatible servers accept as a function name."""
 
@@ -66,14 +68,21 @@ class Tool:
 
     def openai(self) -> dict[str, Any]:
         """The ``tools=`` entry of an OpenAI-style request."""
-        return {"type": "function", "function": {
-            "name": self.name, "description": self.description, "parameters": self.parameters}}
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters,
+            },
+        }
 
     def signature(self) -> str:
         """A one-line summary for a prompt: ``name(arg: type, ...) - description``."""
         props = self.parameters.get("properties") or {}
-        args = ", ".join(f"{k}: {v.get('type', 'any')}" if isinstance(v, dict) else k
-                         for k, v in props.items())
+        args = ", ".join(
+            f"{k}: {v.get('type', 'any')}" if isinstance(v, dict) else k for k, v in props.items()
+        )
         return f"{self.name}({args}) - {self.description}"
 
 
@@ -87,8 +96,13 @@ def from_langchain(tool: Any, *, source: str = "langchain") -> Tool:
     async def call(arguments: dict[str, Any]) -> Any:
         return await tool.ainvoke(arguments)
 
-    return Tool(name=str(function["name"]), description=str(function.get("description") or ""),
-                parameters=parameters, call=call, source=source)
+    return Tool(
+        name=str(function["name"]),
+        description=str(function.get("description") or ""),
+        parameters=parameters,
+        call=call,
+        source=source,
+    )
 
 
 def from_function(func: Callable[..., Any], *, name: str | None = None) -> Tool:
@@ -129,8 +143,9 @@ def import_tool(path: str) -> Tool:
     try:
         target: Any = importlib.import_module(module_name)
     except Exception as error:  # ImportError, or the module itself failing
-        raise ConfigError(f"tool {path!r}: cannot import module {module_name!r}: "
-                          f"{type(error).__name__}: {error}") from None
+        raise ConfigError(
+            f"tool {path!r}: cannot import module {module_name!r}: {type(error).__name__}: {error}"
+        ) from None
     for part in attribute.split("."):
         if not hasattr(target, part):
             raise ConfigError(f"tool {path!r}: module {module_name!r} has no {attribute!r}")
@@ -143,10 +158,13 @@ def import_tool(path: str) -> Tool:
         try:
             return from_function(target)
         except Exception as error:  # no usable signature
-            raise ConfigError(f"tool {path!r}: cannot make a tool of this function: {error}; "
-                              "give every argument a type hint") from None
-    raise ConfigError(f"tool {path!r}: {type(target).__name__} is neither a function nor a "
-                      "LangChain BaseTool")
+            raise ConfigError(
+                f"tool {path!r}: cannot make a tool of this function: {error}; "
+                "give every argument a type hint"
+            ) from None
+    raise ConfigError(
+        f"tool {path!r}: {type(target).__name__} is neither a function nor a LangChain BaseTool"
+    )
 
 
 def check_reference(ref: str) -> str | None:
@@ -161,7 +179,7 @@ def check_reference(ref: str) -> str | None:
     if ref in TOOLS:
         return None
     if ref.startswith(MCP_PREFIX):
-        server, _, tool = ref[len(MCP_PREFIX):].partition("/")
+        server, _, tool = ref[len(MCP_PREFIX) :].partition("/")
         if not _TOOL_NAME.match(server) or (tool and not tool.strip()):
             return f"bad MCP tool reference {ref!r}; expected mcp:<server> or mcp:<server>/<tool>"
         return None
@@ -173,20 +191,24 @@ def check_reference(ref: str) -> str | None:
         except ConfigError as error:
             return str(error)
         return None
-    return (f"unknown tool {ref!r}; known: {', '.join(sorted(TOOLS))}, a Python import path "
-            "(package.module:function), or mcp:<server>")
+    return (
+        f"unknown tool {ref!r}; known: {', '.join(sorted(TOOLS))}, a Python import path "
+        "(package.module:function), or mcp:<server>"
+    )
 
 
-def builtin(name: str, *, memory: Any = None, namespace: str = "default",
-            verified_only: bool = True) -> Tool:
+def builtin(
+    name: str, *, memory: Any = None, namespace: str = "default", verified_only: bool = True
+) -> Tool:
     """A built-in tool; ``memory_search`` searches ``memory`` (the run's) in ``namespace``."""
     from concilium.tools import TOOLS
 
     if name == "memory_search":
         from concilium.tools.memory_search import memory_search_tool
 
-        return from_langchain(memory_search_tool(memory, namespace, verified_only=verified_only),
-                              source="builtin")
+        return from_langchain(
+            memory_search_tool(memory, namespace, verified_only=verified_only), source="builtin"
+        )
     return from_langchain(TOOLS[name](), source="builtin")
 
 
