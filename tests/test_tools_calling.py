@@ -467,9 +467,13 @@ async def test_prompt_protocol_with_the_scripted_model() -> None:
         "proto", scripted.Script({"generator": [first, _answer_from_result]})
     ) as script:
         result = await load_team(spec).arun(TASK, reference="411")
-    system = script.calls[0].messages[0]
+    system, *demo = script.calls[0].messages[:5]
     assert system["role"] == "system" and "<tool_call>" in system["content"]
     assert "calculator(expression: string)" in system["content"]
+    # a worked example before the task: small models copy it far better than instructions
+    assert [m["role"] for m in demo] == ["user", "assistant", "user", "assistant"]
+    assert demo[1]["content"].startswith('<tool_call>{"name": "calculator"')
+    assert script.calls[0].messages[-1]["content"].endswith(TASK)
     assert "</tool_call>" in script.calls[0].params["stop"]
     assert script.calls[1].messages[-2]["content"].endswith("</tool_call>")
     assert result.answer == "411" and result.correct is True
@@ -518,6 +522,10 @@ async def test_prompt_protocol_unreadable_call_is_fed_back() -> None:
             [("f", '{"x": 2}')],
         ),
         ('<tool_call>{"expression": "3*3"}</tool_call>', [("calculator", '{"expression": "3*3"}')]),
+        (  # what SmolLM2 writes: the expression unquoted
+            '<tool_call>{"name": "calculator", "arguments": {"expression": (45 - 7) * 3, "n": 2}}',
+            [("calculator", '{"expression": "(45 - 7) * 3", "n": 2}')],
+        ),
         (
             '<tool_call>{"name": "a"}</tool_call> then <tool_call>{"name": "b"}',
             [("a", "{}"), ("b", "{}")],
@@ -564,3 +572,23 @@ async def test_tool_steps_are_in_the_ledger_and_runs_show(
     assert "(generator) tool calculator" in tree.output
     assert '{"expression": "17 * 24 + 3"} → 411' in tree.output
     assert '→ calculator({"expression": "17 * 24 + 3"})' in tree.output  # the turn that asked
+
+
+async def test_the_example_team_calls_its_calculator(examples: Path) -> None:
+    def generator(call: scripted.ScriptCall) -> str:
+        if "<tool_result" in call.prompt:
+            return _answer_from_result(call)
+        return '<tool_call>{"name": "calculator", "arguments": {"expression": 6 * 7}}'
+
+    gvr = load_team(examples / "gvr_tools.yaml", model="scripted/gvr-tools")
+    script = scripted.Script(rules=[scripted.Rule(generator, role="generator")])
+    with scripted.use("gvr-tools", script):
+        result = await gvr.arun("What is 6 * 7?", reference="42")
+    assert result.status == "ok" and result.correct is True, result.stop_reason
+    assert [s["role"] for s in result.steps] == ["generator"] * 3 + ["verifier"]
+    assert result.steps[1]["output"] == "42"
+    assert result.usage.tool_calls == 2  # the model's call and the verifier's check
+    assert load_team(examples / "single_mcp.yaml").spec.mcp["arith"].command == [
+        "python",
+        "examples/mcp/arith_server.py",
+    ]

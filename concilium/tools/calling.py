@@ -451,13 +451,24 @@ def with_protocol(
     messages: Sequence[dict[str, Any]],
     tools: Sequence[Tool],
 ) -> list[dict[str, Any]]:
-    """``messages`` with the protocol added to the system message (or as one)."""
+    """``messages`` with the protocol added to the system message (or as one), and the
+    first tool's worked example (if it has one) as an exchange before the task."""
     block = protocol_text(tools)
     out = [dict(m) for m in messages]
     if out and out[0].get("role") == "system":
         out[0]["content"] = f"{out[0].get('content') or ''}\n\n{block}".strip()
     else:
         out.insert(0, {"role": "system", "content": block})
+    demo = next((t for t in tools if t.demo is not None), None)
+    if demo is not None and demo.demo is not None:
+        question, arguments, result, final = demo.demo
+        call = json.dumps({"name": demo.name, "arguments": arguments})
+        out[1:1] = [
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": f"<tool_call>{call}</tool_call>"},
+            {"role": "user", "content": f'<tool_result name="{demo.name}">{result}</tool_result>'},
+            {"role": "assistant", "content": final},
+        ]
     return out
 
 
@@ -501,6 +512,15 @@ def _decode(body: str) -> tuple[list[Any], str | None]:
     try:
         value, _ = json.JSONDecoder().raw_decode(body[start:])
     except json.JSONDecodeError as error:
+        repaired = _quote_bare_values(body[start:])
+        try:
+            value, _ = json.JSONDecoder().raw_decode(repaired)
+        except json.JSONDecodeError:
+            value = None
+        if value is not None:
+            items = value if isinstance(value, list) else [value]
+            if items and all(isinstance(i, dict) for i in items):
+                return items, None
         return [], (
             f"could not read the tool call {body[:200]!r}: {error.msg} at character "
             f"{error.pos}; {expected}"
@@ -509,6 +529,24 @@ def _decode(body: str) -> tuple[list[Any], str | None]:
     if not items or not all(isinstance(i, dict) for i in items):
         return [], f"could not read the tool call {body[:200]!r}: not an object; {expected}"
     return items, None
+
+
+_BARE = re.compile(r'("[\w-]+"\s*:\s*)(?!["{\[]|true\b|false\b|null\b)([^,{}"\[\]\n]+?)(\s*[,}])')
+
+
+def _quote_bare_values(text: str) -> str:
+    """``{"expression": 17 * 24}`` -> ``{"expression": "17 * 24"}``: small models leave an
+    expression unquoted; a value that is already a JSON number is left as it is."""
+
+    def quote(match: re.Match[str]) -> str:
+        value = match.group(2).strip()
+        try:
+            json.loads(value)
+        except json.JSONDecodeError:
+            return f"{match.group(1)}{json.dumps(value)}{match.group(3)}"
+        return match.group(0)
+
+    return _BARE.sub(quote, text)
 
 
 def _read_item(item: dict[str, Any], call_id: str, only: Tool | None, body: str) -> ToolCall:

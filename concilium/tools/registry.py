@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import re
@@ -65,6 +66,10 @@ class Tool:
     """Runs the tool with the model's arguments; what it returns is shown to the model."""
     source: str = "builtin"
     """Where it came from: ``builtin``, ``python``, ``langchain`` or ``mcp:<server>``."""
+    demo: tuple[str, dict[str, Any], str, str] | None = None
+    """A worked example for the prompt protocol: (question, arguments, result, final reply).
+    Shown as an exchange before the task: small models copy a demonstration far more
+    reliably than they follow a description of the format."""
 
     def openai(self) -> dict[str, Any]:
         """The ``tools=`` entry of an OpenAI-style request."""
@@ -209,7 +214,18 @@ def builtin(
         return from_langchain(
             memory_search_tool(memory, namespace, verified_only=verified_only), source="builtin"
         )
-    return from_langchain(TOOLS[name](), source="builtin")
+    tool = from_langchain(TOOLS[name](), source="builtin")
+    if name == "calculator":
+        tool = dataclasses.replace(
+            tool,
+            demo=(
+                "What is 12 * 7 + 5?",
+                {"expression": "12 * 7 + 5"},
+                "89",
+                "12 * 7 + 5 = 89.\nAnswer: 89",
+            ),
+        )
+    return tool
 
 
 def resolve_static(refs: Sequence[str], **builtin_options: Any) -> list[Tool]:
