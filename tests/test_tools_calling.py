@@ -425,6 +425,44 @@ async def test_a_failing_mcp_tool_and_an_unknown_one(
     wait_for(lambda: not _alive(pid), what="the MCP server of the failed run to stop")
 
 
+@pytest.fixture
+def http_mcp_server(tmp_path: Path) -> Iterator[str]:
+    """tests/mcp_server.py over Streamable HTTP on a free loopback port; its /mcp URL."""
+    import socket
+    import subprocess
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = (tmp_path / "mcp-http.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, str(MCP_SERVER), "--http", str(port)], stdout=log, stderr=log
+    )
+
+    def listening() -> bool:
+        with socket.socket() as client:
+            return client.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        wait_for(listening, what=f"the MCP HTTP server on port {port}", process=process)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+async def test_an_http_mcp_server(
+    tool_server: Callable[..., ToolServer], http_mcp_server: str
+) -> None:
+    server = tool_server()
+    spec = team(server, ["mcp:web/shout"], mcp={"web": {"url": http_mcp_server}})
+    result = await load_team(spec).arun(TASK)
+    tool = next(s for s in result.steps if s["kind"] == "tool")
+    assert tool["model"] == "shout" and tool["parsed"]["source"] == "mcp:web"
+    assert tool["output"] == "17 * 24 + 3"  # no letters to capitalise: the text came back
+
+
 async def test_an_mcp_server_that_does_not_start_is_a_clear_error(tmp_path: Path) -> None:
     spec = {
         "name": "t",

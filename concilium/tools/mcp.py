@@ -99,7 +99,9 @@ def _http(server: Any) -> Any:
             server.url, http_client=create_mcp_http_client(headers=headers or None)
         )
     except ImportError:  # mcp 1.x
-        from mcp.client.streamable_http import streamablehttp_client
+        from mcp.client.streamable_http import (  # type: ignore[attr-defined]
+            streamablehttp_client,
+        )
 
         return streamablehttp_client(server.url, headers=headers or None)
 
