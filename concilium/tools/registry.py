@@ -222,7 +222,7 @@ def builtin(
                 "What is 12 * 7 + 5?",
                 {"expression": "12 * 7 + 5"},
                 "89",
-                "12 * 7 + 5 = 89.\nAnswer: 89",
+                "Answer: 89",
             ),
         )
     return tool
