@@ -20,7 +20,7 @@ from fastapi.responses import StreamingResponse
 
 from concilium.agents.context import new_run_id
 from concilium.secrets import redact, redact_obj
-from concilium.serve.app import ApiError, sse
+from concilium.serve.http import ApiError, sse
 from concilium.serve.schemas import (
     RUN_ID,
     ErrorResponse,

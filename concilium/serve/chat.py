@@ -29,7 +29,7 @@ from fastapi.responses import StreamingResponse
 
 from concilium.agents.context import new_run_id
 from concilium.secrets import redact
-from concilium.serve.app import ApiError, sse
+from concilium.serve.http import ApiError, sse
 from concilium.serve.schemas import (
     MAX_TASK_CHARS,
     ChatCompletion,

@@ -29,8 +29,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
 from concilium.secrets import redact
-from concilium.serve.app import SESSION_COOKIE, authorized, session_token
 from concilium.serve.graph_svg import graph_svg
+from concilium.serve.http import SESSION_COOKIE, authorized, session_token
 
 __all__ = ["router"]
 
@@ -153,7 +153,7 @@ async def index(request: Request) -> Response:
 @router.get("/ui/runs/{run_id}", response_class=HTMLResponse)
 async def run_page(request: Request, run_id: str) -> Response:
     from concilium.serve.api import get_run
-    from concilium.serve.app import ApiError
+    from concilium.serve.http import ApiError
 
     if (redirect := _login_redirect(request)) is not None:
         return redirect
