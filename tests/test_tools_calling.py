@@ -630,3 +630,15 @@ async def test_the_example_team_calls_its_calculator(examples: Path) -> None:
         "python",
         "examples/mcp/arith_server.py",
     ]
+
+
+def test_concilium_run_shows_each_tool_call_as_it_happens(tmp_path: Path) -> None:
+    path = tmp_path / "team.yaml"
+    path.write_text("name: t\nstrategy: single\nroles:\n  generator: {tools: [calculator]}\n")
+    first = '<tool_call>{"name": "calculator", "arguments": {"expression": "17 * 24 + 3"}}'
+    with scripted.use("cli", scripted.Script({"generator": [first, _answer_from_result]})):
+        result = CliRunner().invoke(app, ["run", str(path), TASK, "-m", "scripted/cli"])
+    assert result.exit_code == 0, result.output
+    assert "calculator" in result.stderr
+    assert '{"expression": "17 * 24 + 3"} → 411' in result.stderr
+    assert "Answer: 411" in result.stdout
