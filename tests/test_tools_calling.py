@@ -254,6 +254,7 @@ async def test_max_tool_calls_stops_a_model_that_never_stops_calling(
     assert "max_tool_calls (3) reached" in (result.stop_reason or "")
     assert len(server.seen) == 4  # three turns whose calls ran, the fourth is refused
     assert [s["output"] for s in result.steps if s["kind"] == "tool"] == ["411"] * 3
+    assert result.usage.llm_calls == 4  # the refused turn was paid for: it is in the ledger
 
 
 async def test_native_protocol_can_be_forced_for_a_model_litellm_does_not_know(

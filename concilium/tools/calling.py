@@ -221,13 +221,14 @@ async def chat_with_tools(
                 )
             if not calls:
                 if result.finish_reason == "tool_calls" and not result.text.strip():
+                    exchange.append(_model_turn(convo, result, calls, native))  # paid for
                     raise ModelError(
                         f"{node}: the model ended its turn with finish_reason "
                         "'tool_calls' but sent no tool call and no text"
                     )
                 return ToolChatResult(**_fields(result), exchange=exchange)
-            ctx.count_tool_calls(len(calls))
             exchange.append(_model_turn(convo, result, calls, native))
+            ctx.count_tool_calls(len(calls))  # the turn is in the ledger even if this stops
             convo.append(_assistant(result, calls, native))
             outcomes = await asyncio.gather(*(run_call(by_name, c, native=native) for c in calls))
             for call, outcome in zip(calls, outcomes, strict=True):
