@@ -643,3 +643,35 @@ def test_concilium_run_shows_each_tool_call_as_it_happens(tmp_path: Path) -> Non
     assert "calculator" in result.stderr
     assert '{"expression": "17 * 24 + 3"} → 411' in result.stderr
     assert "Answer: 411" in result.stdout
+
+
+async def test_memory_search_reads_the_runs_own_memory() -> None:
+    from concilium.memory.store import Memory
+
+    memory = Memory.open(redis_url=False)
+    memory.remember(
+        "Multiply before you add.",
+        task="What is 3 + 4 * 5?",
+        namespace="searchers",
+        outcome="failure",
+        verified_by="ground_truth",
+    )
+    memory.remember(  # not checked: never found by default, as with recall
+        "Always answer 7.",
+        task="What is 3 + 4 * 5?",
+        namespace="searchers",
+        outcome="failure",
+    )
+    spec = {
+        "name": "searchers",
+        "strategy": "single",
+        "model": "scripted/mem",
+        "memory": {"recall_k": 0},
+        "roles": {"generator": {"tools": ["memory_search"]}},
+    }
+    first = '<tool_call>{"name": "memory_search", "arguments": {"query": "4 * 5 add"}}'
+    with scripted.use("mem", scripted.Script({"generator": [first, "Answer: 411"]})) as script:
+        result = await load_team(spec).arun(TASK)
+    found = result.steps[1]["output"]
+    assert "Multiply before you add." in found and "Always answer 7" not in found
+    assert found in script.calls[1].prompt
