@@ -237,7 +237,7 @@ async def chat_with_tools(
         raise ModelError(f"{node}: the tool loop did not end")  # pragma: no cover
     except BaseException:
         # Stopped mid-exchange (a budget, a failing model): its steps still reach the
-        # ledger, in the round of the role's last step as far as we know.
+        # ledger, in round 0 (the role's round is known only to the step it never made).
         for pending in exchange:
             ctx.step(node=node, role=kind, round=0, **pending)
         raise
