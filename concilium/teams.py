@@ -263,8 +263,9 @@ class McpServerSpec(_Strict):
     """An MCP server whose tools roles may use: a command (stdio) or a URL (Streamable HTTP)."""
 
     command: str | list[str] | None = Field(
-        None, description="Program and arguments of a stdio server, e.g. [python, server.py]; "
-        "it starts with a minimal environment (PATH, HOME, ...) plus `env`.",
+        None, description="Program and arguments of a stdio server, e.g. [python, server.py] "
+        "(a string is split as a shell would); it starts with a minimal environment (PATH, "
+        "HOME, ...) plus `env`.",
     )
     args: list[str] = Field(default_factory=list, description="More arguments of `command`.")
     env: dict[str, str] | None = Field(None, description="Environment of a stdio server.")

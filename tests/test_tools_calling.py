@@ -371,10 +371,13 @@ def test_tool_references_are_checked_when_the_team_loads(user_tools: str) -> Non
 # ---------------------------------------------------------------------------- MCP
 
 
-def _mcp(pid_file: Path) -> dict[str, Any]:
+def _mcp(pid_file: Path, *, as_text: bool = False) -> dict[str, Any]:
+    import shlex
+
+    command = [sys.executable, str(MCP_SERVER)]
     return {
         "demo": {
-            "command": [sys.executable, str(MCP_SERVER)],
+            "command": shlex.join(command) if as_text else command,
             "env": {"MCP_PID_FILE": str(pid_file)},
             "quiet": True,
         }
@@ -412,7 +415,7 @@ async def test_a_failing_mcp_tool_and_an_unknown_one(
     tool_server: Callable[..., ToolServer], tmp_path: Path
 ) -> None:
     server = tool_server()
-    spec = team(server, ["mcp:demo/explode"], mcp=_mcp(tmp_path / "a.pid"))
+    spec = team(server, ["mcp:demo/explode"], mcp=_mcp(tmp_path / "a.pid", as_text=True))
     result = await load_team(spec).arun(TASK)
     tool = next(s for s in result.steps if s["kind"] == "tool")
     assert tool["output"].startswith("error: tool 'explode' failed: RuntimeError:")

@@ -59,10 +59,10 @@ async def _session(server: Any) -> AsyncIterator[Any]:
         if server.url is not None:
             streams = await stack.enter_async_context(_http(server))
         else:
-            command = [server.command] if isinstance(server.command, str) else list(server.command)
+            command = command_of(server)
             params = mcp.StdioServerParameters(
                 command=command[0],
-                args=[*command[1:], *server.args],
+                args=command[1:],
                 env=dict(server.env) if server.env else None,
                 cwd=server.cwd,
             )
@@ -73,6 +73,15 @@ async def _session(server: Any) -> AsyncIterator[Any]:
         session = await stack.enter_async_context(mcp.ClientSession(streams[0], streams[1]))
         await session.initialize()
         yield session
+
+
+def command_of(server: Any) -> list[str]:
+    """A stdio server's program and arguments (a string is split as a shell would)."""
+    import shlex
+
+    command = server.command
+    parts = shlex.split(command) if isinstance(command, str) else list(command)
+    return [*parts, *server.args]
 
 
 def _stderr() -> Any:
@@ -160,9 +169,7 @@ class Connection:
         Raises:
             McpError: it did not start, or did not answer the handshake in time.
         """
-        where = self.server.url or " ".join(
-            [self.server.command] if isinstance(self.server.command, str) else self.server.command
-        )
+        where = self.server.url or " ".join(command_of(self.server))
         try:
             async with asyncio.timeout(self.server.connect_timeout_s):
                 await asyncio.shield(self._ready)
