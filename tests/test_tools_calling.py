@@ -532,7 +532,7 @@ async def test_prompt_protocol_unreadable_call_is_fed_back() -> None:
         "roles": {"generator": {"tools": ["calculator", "python"]}},
     }
     replies = [
-        '<tool_call>{"name": "calculator", "arguments": {"expression": 17 * 24}',
+        "<tool_call>calculator(17 * 24)</tool_call>",
         "Answer: 408",
     ]
     with scripted.use("garbled", scripted.Script({"generator": replies})) as script:
@@ -564,6 +564,11 @@ async def test_prompt_protocol_unreadable_call_is_fed_back() -> None:
             [("f", '{"x": 2}')],
         ),
         ('<tool_call>{"expression": "3*3"}</tool_call>', [("calculator", '{"expression": "3*3"}')]),
+        (  # SmolLM2 again: an invented result after the arguments, a brace missing
+            '<tool_call>{"name": "calculator", "arguments": {"expression": (85 - 50) + 28},'
+            '"result": {...}}',
+            [("calculator", '{"expression": "(85 - 50) + 28"}')],
+        ),
         (  # what SmolLM2 writes: the expression unquoted
             '<tool_call>{"name": "calculator", "arguments": {"expression": (45 - 7) * 3, "n": 2}}',
             [("calculator", '{"expression": "(45 - 7) * 3", "n": 2}')],

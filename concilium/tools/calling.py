@@ -522,6 +522,9 @@ def _decode(body: str) -> tuple[list[Any], str | None]:
             items = value if isinstance(value, list) else [value]
             if items and all(isinstance(i, dict) for i in items):
                 return items, None
+        salvaged = _salvage(repaired)
+        if salvaged is not None:
+            return [salvaged], None
         return [], (
             f"could not read the tool call {body[:200]!r}: {error.msg} at character "
             f"{error.pos}; {expected}"
@@ -530,6 +533,25 @@ def _decode(body: str) -> tuple[list[Any], str | None]:
     if not items or not all(isinstance(i, dict) for i in items):
         return [], f"could not read the tool call {body[:200]!r}: not an object; {expected}"
     return items, None
+
+
+_NAME = re.compile(r'"(?:name|tool)"\s*:\s*"([^"]+)"')
+_ARGUMENTS = re.compile(r'"(?:arguments|args|parameters)"\s*:\s*\{')
+
+
+def _salvage(text: str) -> dict[str, Any] | None:
+    """``{"name": ..., "arguments": {...}}`` read from a call whose JSON is broken elsewhere
+    (a small model adds an invented ``"result": {...}``, or drops a closing brace): the
+    name and the arguments object, each read alone."""
+    name = _NAME.search(text)
+    found = _ARGUMENTS.search(text)
+    if name is None or found is None:
+        return None
+    try:
+        arguments, _ = json.JSONDecoder().raw_decode(text[found.end() - 1 :])
+    except json.JSONDecodeError:
+        return None
+    return {"name": name.group(1), "arguments": arguments} if isinstance(arguments, dict) else None
 
 
 _BARE = re.compile(r'("[\w-]+"\s*:\s*)(?!["{\[]|true\b|false\b|null\b)([^,{}"\[\]\n]+?)(\s*[,}])')
