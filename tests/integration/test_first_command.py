@@ -13,6 +13,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+from patience import patient
 
 from concilium import load_team
 
@@ -39,7 +40,7 @@ def first_command() -> tuple[Path, str]:
 async def test_first_command_ends_at_411_on_the_default_model() -> None:
     team_file, task = first_command()
     assert (team_file.name, task) == ("gvr_pal.yaml", "What is 17 * 24 + 3?")
-    result = await load_team(team_file).arun(task, reference="411")
+    result = await load_team(patient(team_file)).arun(task, reference="411")
     steps = [(s["role"], s["model"]) for s in result.steps]
     assert steps[:2] == [("generator", "local/smollm2"), ("verifier", "calculator")]
     # The model's own prose arithmetic is wrong, and the calculator says so ...

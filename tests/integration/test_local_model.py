@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from patience import patient
 
 from concilium import load_team
 
@@ -19,7 +20,7 @@ pytestmark = [
 
 
 async def test_gvr_example_runs_on_the_local_model(examples: Path) -> None:
-    team = load_team(examples / "gvr.yaml")
+    team = load_team(patient(examples / "gvr.yaml"))
     result = await team.arun("What is 17 * 24 + 3?", reference="411")
     assert result.status == "ok"
     llm_steps = [s for s in result.steps if s["kind"] == "llm"]

@@ -7,6 +7,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from patience import patient
 
 from concilium import load_team
 from concilium.memory.store import Memory
@@ -31,7 +32,7 @@ async def test_reflexion_on_the_local_model_recalls_its_lesson(examples: Path) -
     data["roles"]["generator"]["max_tokens"] = 128
     # always: a lesson is written whether the tiny model gets it right or (likely) wrong.
     data["memory"] = {"remember": "always"}
-    team = load_team(data)
+    team = load_team(patient(data))
 
     first = await team.arun(T1, reference="3191")
     assert first.status == "ok" and first.remembered, first.steps[-1]
