@@ -1,9 +1,16 @@
 """Reflection memory and run ledger: recall latency at 100k lessons, ledger write overhead.
 
-Targets (issue 4):
+Targets (issue 4, issue 13):
 
-- recall p99 under 5 ms on SQLite with 100,000 stored reflections;
+- recall p99 at 100,000 stored reflections: Redis hot set < 1 ms, SQLite < 5 ms,
+  PostgreSQL < 10 ms;
 - ledger overhead under 2% of a run with an instant (scripted) model.
+
+The Redis figure is recall answered from the namespace's hot set (memory/hot.py):
+each query asked once to fill it (a miss: SQL plus one write to Redis, also
+reported), then timed on the second ask, as another process or a later run of the
+same item would. A task recalled for the first time since the namespace's last write
+costs the SQL figure plus the miss overhead.
 
 Recall is measured end to end through ``Memory.recall`` (full-text candidates, ORM
 load, re-ranking) on SQLite and, when it answers, PostgreSQL. The store holds
@@ -35,7 +42,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-GSM8K = ROOT.parent / "shared" / "datasets" / "gsm8k" / "test.jsonl"
+GSM8K = next((base / "shared" / "datasets" / "gsm8k" / "test.jsonl"
+              for base in (ROOT.parent, ROOT.parent.parent)  # beside a checkout or worktree
+              if (base / "shared" / "datasets" / "gsm8k" / "test.jsonl").is_file()),
+             ROOT.parent / "shared" / "datasets" / "gsm8k" / "test.jsonl")
+REDIS_URL = os.environ.get("CONCILIUM_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_URL = os.environ.get("CONCILIUM_BENCH_POSTGRES_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ADVICE = [
@@ -114,15 +125,54 @@ def bench_recall(url: str, label: str, rows: list[dict[str, Any]], queries: list
     found = 0
     for query in queries[:50]:  # warm-up: caches, prepared plans
         memory.recall(query, namespace="ns0", k=3)
-    samples = []
+    samples, cpu = [], []
     for query in queries:
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.thread_time()
         lessons = memory.recall(query, namespace="ns0", k=3)
         samples.append(time.perf_counter() - start)
+        cpu.append(time.thread_time() - start_cpu)
         found += bool(lessons)
     memory.close()
     return {"store": label, "namespaces": namespaces, "rows": len(rows), "load_s": load_s,
-            "hit_rate": found / len(queries), **percentiles(samples)}
+            "hit_rate": found / len(queries), **percentiles(samples),
+            "cpu_p99": percentiles(cpu)["p99"], "load": os.getloadavg()[0]}
+
+
+def bench_redis(url: str, queries: list[str], namespaces: int) -> list[dict[str, Any]]:
+    """Recall through the Redis hot set over an already filled database at ``url``."""
+    import redis
+
+    from concilium.memory.store import Memory
+
+    prefix = f"concilium-bench-{uuid.uuid4().hex[:8]}:"
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except (redis.RedisError, OSError) as error:
+        return [{"store": "redis", "skipped": f"no Redis at {REDIS_URL}: {error}"}]
+    memory = Memory.open(url, redis_url=REDIS_URL, redis_prefix=prefix)
+    try:
+        misses, hits, cpu, found = [], [], [], 0
+        for query in queries:
+            start = time.perf_counter()
+            memory.recall(query, namespace="ns0", k=3)
+            misses.append(time.perf_counter() - start)
+        for query in queries:
+            start, start_cpu = time.perf_counter(), time.thread_time()
+            lessons = memory.recall(query, namespace="ns0", k=3)
+            hits.append(time.perf_counter() - start)
+            cpu.append(time.thread_time() - start_cpu)
+            found += bool(lessons)
+        assert memory.hot is not None and memory.hot.hits == len(queries)
+    finally:
+        if memory.redis is not None:
+            memory.redis.delete_prefix()
+        memory.close()
+    return [{"store": "redis (hit)", "namespaces": namespaces, "rows": 0, "load_s": 0.0,
+             "hit_rate": found / len(queries), **percentiles(hits),
+             "cpu_p99": percentiles(cpu)["p99"], "load": os.getloadavg()[0]},
+            {"store": "redis (miss)", "namespaces": namespaces, "rows": 0, "load_s": 0.0,
+             "hit_rate": found / len(queries), **percentiles(misses),
+             "load": os.getloadavg()[0]}]
 
 
 async def bench_ledger(runs: int, home: Path) -> dict[str, Any]:
@@ -174,6 +224,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--runs", type=int, default=300, help="Team runs per ledger case.")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-ledger", action="store_true", help="Recall figures only.")
+    parser.add_argument("--namespaces", type=int, nargs="+", default=[1, 10],
+                        help="Namespace counts the lessons are spread over (one store each).")
     args = parser.parse_args()
     os.environ.setdefault("CONCILIUM_HOME", tempfile.mkdtemp(prefix="concilium-bench-"))
 
@@ -181,27 +234,36 @@ def main() -> None:
     held_out, known = pool[-args.queries:], pool[:-args.queries]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for namespaces in (1, 10):
+        for namespaces in args.namespaces:
             rows = corpus(known, args.n, namespaces)
             url = f"sqlite:///{tmp}/recall-{namespaces}.db"
             results.append(bench_recall(url, "sqlite", rows, held_out, namespaces))
+            results.extend(bench_redis(url, held_out, namespaces))
             if not args.no_postgres:
                 results.append(_postgres(rows, held_out, namespaces))
-        ledger = asyncio.run(bench_ledger(args.runs, Path(tmp)))
+        ledger = None if args.no_ledger else asyncio.run(bench_ledger(args.runs, Path(tmp)))
 
     print(f"recall (k=3) over {args.n:,} reflections, {args.queries} unseen GSM8K queries")
-    print(f"{'store':<10} {'namespaces':>10} {'load s':>7} {'hit':>5} {'p50 ms':>7} "
-          f"{'p90 ms':>7} {'p99 ms':>7}")
+    print(f"{'store':<13} {'namespaces':>10} {'load s':>7} {'hit':>5} {'p50 ms':>7} "
+          f"{'p90 ms':>7} {'p99 ms':>7} {'cpu p99':>8} {'loadavg':>8}")
     for r in results:
         if "skipped" in r:
             print(f"{r['store']:<10} skipped: {r['skipped']}")
             continue
-        print(f"{r['store']:<10} {r['namespaces']:>10} {r['load_s']:>7.1f} {r['hit_rate']:>5.0%} "
-              f"{r['p50']:>7.2f} {r['p90']:>7.2f} {r['p99']:>7.2f}")
-    sqlite_p99 = max(r["p99"] for r in results if r["store"] == "sqlite")
-    print(f"target recall p99 < 5 ms on SQLite at 100k: {sqlite_p99:.2f} ms -> "
-          f"{'MET' if sqlite_p99 < 5 else 'MISSED'}")
+        cpu_p99 = f"{r['cpu_p99']:>8.2f}" if "cpu_p99" in r else f"{'-':>8}"
+        print(f"{r['store']:<13} {r['namespaces']:>10} {r['load_s']:>7.1f} "
+              f"{r['hit_rate']:>5.0%} {r['p50']:>7.2f} {r['p90']:>7.2f} {r['p99']:>7.2f} "
+              f"{cpu_p99} {r['load']:>8.1f}")
+    print("(cpu p99: this process's own CPU time per recall, in ms; on a busy machine the "
+          "wall-clock figures are mostly waiting for a core: see loadavg)")
+    for store, target in (("redis (hit)", 1.0), ("sqlite", 5.0), ("postgres", 10.0)):
+        p99s = [r["p99"] for r in results if r["store"] == store and "p99" in r]
+        if p99s:
+            print(f"target recall p99 < {target:g} ms on {store} at {args.n:,}: "
+                  f"{max(p99s):.2f} ms -> {'MET' if max(p99s) < target else 'MISSED'}")
     print()
+    if ledger is None:
+        return
     print(f"ledger: gvr team, instant scripted model, {ledger['steps_per_run']} steps a run, "
           f"{args.runs} runs a case (medians)")
     for name in ("no memory", "ledger", "ledger + recall"):

@@ -331,8 +331,11 @@ class Team:
             from concilium.memory.hooks import open_run_memory
 
             mem = await open_run_memory(self.spec, ctx, run["task"], lessons=run["lessons"],
-                                        memory=memory, record=record, resume=resume)
+                                        memory=memory, record=record, resume=resume,
+                                        behaviors=run.get("behaviors"))
             ctx.memory = mem.memory if mem is not None else None  # for memory_search
+            if mem is not None:  # issue 13: a resumed run reads the same behaviors
+                run["behaviors"] = [b.to_json() for b in mem.behaviors]
             lessons = run["lessons"]
             if mem is not None and lessons is None:
                 lessons = mem.lessons

@@ -328,6 +328,23 @@ class MemorySpec(_Strict):
         True, description="Recall only lessons from runs whose outcome was checked "
         "(ground truth or a tool), not an LLM's opinion or nobody's.",
     )
+    # -- issue 13: which roles read memory, behaviors, quarantine (memory/behaviors.py) --
+    lessons_for: list[str] | None = Field(
+        None, description="Role kinds or role names whose prompts get the recalled lessons; "
+        "default: the roles each strategy hands them to (generator, refiner, debaters, ...).",
+    )
+    behaviors_k: int = Field(
+        0, ge=0, le=20, description="Behaviors (distilled procedures) recalled into the "
+        "prompts at run start; 0: none.",
+    )
+    behaviors_for: list[str] = Field(
+        default_factory=lambda: ["generator", "refiner", "debater", "critic"],
+        description="Role kinds or role names whose prompts get the recalled behaviors.",
+    )
+    quarantine: bool = Field(
+        True, description="Quarantine a lesson or behavior automatically once runs that use "
+        "it are reliably less often right than comparable runs that do not.",
+    )
 
 
 class TeamSpec(_Strict):
@@ -379,6 +396,19 @@ class TeamSpec(_Strict):
                     f"roles.{key}.program_aided: only a generator, a debater or a refiner "
                     "can be program-aided"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _memory_roles(self) -> TeamSpec:
+        """``memory.lessons_for`` / ``behaviors_for`` name role kinds or this team's roles."""
+        known = set(ROLE_KINDS) | set(self.roles)
+        for name in ("lessons_for", "behaviors_for"):
+            for entry in getattr(self.memory, name) or []:
+                if entry not in known:
+                    raise ValueError(
+                        f"memory.{name}: unknown role {entry!r}; name a role kind "
+                        f"({', '.join(ROLE_KINDS)}) or a role of this team"
+                    )
         return self
 
     @model_validator(mode="after")

@@ -102,7 +102,11 @@ def test_memory_distill_and_behaviors() -> None:
                                                "scripted/distil"])
     assert "nothing to distill" in again.output
     listed = runner.invoke(memory_cli.app, ["behaviors"])
-    assert "[shop] Multiply first" in listed.output and "(from 1, 2, 3)" in listed.output
+    assert listed.exit_code == 0 and "Multiply" in listed.output and "active" in listed.output
+    row = json.loads(runner.invoke(memory_cli.app, ["behaviors", "--json"]).output)
+    assert (row["namespace"], row["name"], row["source_lessons"]) == ("shop", "Multiply first",
+                                                                     [1, 2, 3])
+    assert row["uses"] == 0 and not row["quarantined"]
 
 
 def test_stats(ran: str) -> None:

@@ -25,6 +25,7 @@ from concilium.secrets import redact, redact_obj, secret_values
 from concilium.teams import RoleSpec, TeamSpec
 
 if TYPE_CHECKING:
+    from concilium.memory.behaviors import MemoryView
     from concilium.memory.journal import CallJournal
 
 __all__ = ["RunContext", "Step", "new_run_id"]
@@ -54,6 +55,7 @@ class Step(TypedDict, total=False):
     answer_changed: bool | None
     flip: str | None  # "right->wrong" | "wrong->right" when a reference is known
     at: float
+    behaviors: list[int]  # ids of the behaviors rendered into this call's prompt (issue 13)
 
 
 def new_run_id() -> str:
@@ -86,6 +88,8 @@ class RunContext:
     """The run's reflection memory, searched by the ``memory_search`` tool (``None``: none)."""
     toolbox: Any = field(default=None, repr=False)
     """The run's tools and MCP connections (:class:`concilium.tools.calling.ToolBox`)."""
+    memory_view: MemoryView | None = None
+    """The lessons and behaviors each role reads (``memory.lessons_for``/``behaviors_for``)."""
     _seen: dict[str, int] = field(default_factory=dict, repr=False)
 
     # ---------------------------------------------------------------- models
@@ -258,6 +262,13 @@ class RunContext:
         nth = self._seen[base] = self._seen.get(base, -1) + 1
         return call_key(base, nth)
 
+    def memory_vars(self, node: str, kind: str,
+                    lessons: list[str] | None = None) -> dict[str, list[str]]:
+        """The ``lessons`` and ``behaviors`` prompt variables of role instance ``node``."""
+        if self.memory_view is None:
+            return {"lessons": list(lessons or []), "behaviors": []}
+        return self.memory_view.vars_for(node, kind, lessons)
+
     # ---------------------------------------------------------------- ledger
 
     def step(
@@ -314,6 +325,8 @@ class RunContext:
             "flip": None,
             "at": time.time(),
         }
+        if self.memory_view is not None and result is not None:
+            step["behaviors"] = self.memory_view.seen(messages)
         if revision:
             step["answer_changed"] = not self.same(previous, answer)
             step["flip"] = self.flip(previous, answer)

@@ -26,7 +26,7 @@ FORMAT_HINTS: dict[str, str] = {
     "code": "Give the complete solution in one ```python code block.",
 }
 
-_COMMON = {"task", "format_hint", "lessons", "round"}
+_COMMON = {"task", "format_hint", "lessons", "behaviors", "round"}
 VARIABLES: dict[str, set[str]] = {
     "generator": _COMMON | {"reflections"},
     "refiner": _COMMON | {"answer", "feedback"},
@@ -64,7 +64,7 @@ def render(kind: str, override: PromptSpec | None, **variables: Any) -> list[dic
         "system": (override.system if override and override.system is not None else base["system"]),
         "user": (override.user if override and override.user is not None else base["user"]),
     }
-    values = {"lessons": [], "round": 0, **variables}
+    values = {"lessons": [], "behaviors": [], "round": 0, **variables}
     messages = []
     for role in ("system", "user"):
         content = _compiled(templates[role]).render(**values).strip()

@@ -1,4 +1,4 @@
-"""``concilium memory ...``: list, search, show, forget, distill and export lessons."""
+"""``concilium memory ...``: list, search, show, forget, distill, quarantine and export."""
 
 from __future__ import annotations
 
@@ -98,7 +98,9 @@ def search_command(
 def show_command(
     reflection_id: Annotated[int, typer.Argument(help="Lesson id.", show_default=False)],
 ) -> None:
-    """Show one lesson with its provenance and the behaviors distilled from it."""
+    """Show one lesson with its provenance, usefulness and the behaviors distilled from it."""
+    from concilium.memory.usefulness import usefulness
+
     memory = _memory()
     lesson = memory.get(reflection_id)
     if lesson is None:
@@ -112,6 +114,9 @@ def show_command(
         ("model", lesson.model or "-"), ("created", lesson.created_at),
         ("recalled", f"{lesson.use_count} times, followed by {lesson.success_count} right and "
                      f"{lesson.failure_count} wrong answers"),
+        ("usefulness", usefulness(memory, "lesson", lesson.id).summary()),
+        ("state", f"quarantined ({lesson.quarantine_reason})" if lesson.quarantined
+                  else "active"),
     ]
     for name, value in fields:
         out.print(f"{name + ':':<12} {value}")
@@ -176,16 +181,90 @@ def distill_command(
 
 @app.command("behaviors")
 @cli_errors
-def behaviors_command(namespace: NamespaceOpt = None) -> None:
-    """List distilled behaviors with the lessons they came from."""
-    behaviors = _memory().behaviors(namespace)
+def behaviors_command(
+    namespace: NamespaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List behaviors with their uses, measured usefulness, source runs and quarantine."""
+    from concilium.memory.usefulness import QUARANTINE_RULE, usefulness
+
+    memory = _memory()
+    behaviors = memory.behaviors(namespace)
     if not behaviors:
         err.print("no behaviors yet; see `concilium memory distill`")
         return
+    rows = []
     for behavior in behaviors:
-        sources = ", ".join(str(s.id) for s in behavior.sources)
-        out.print(f"#{behavior.id} [{behavior.namespace}] {behavior.name}: "
-                  f"{behavior.procedure} (from {sources})")
+        stats = usefulness(memory, "behavior", behavior.id)
+        rows.append({
+            "id": behavior.id, "namespace": behavior.namespace, "name": behavior.name,
+            "procedure": behavior.procedure, "uses": behavior.use_count,
+            "right": behavior.right_count, "wrong": behavior.wrong_count,
+            "usefulness": stats.difference, "usefulness_detail": stats.summary(),
+            "source_lessons": [s.id for s in behavior.sources],
+            "source_runs": list(behavior.source_runs or []),
+            "quarantined": behavior.quarantined, "quarantine_reason": behavior.quarantine_reason,
+        })
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row, ensure_ascii=False))
+        return
+    from rich.table import Table
+
+    table = Table("id", "namespace", "behavior", "uses (right/wrong)", "usefulness",
+                  "source", "state", box=None, header_style="bold",
+                  caption="usefulness: runs using it vs comparable runs (same team and "
+                          f"namespace) without it; {QUARANTINE_RULE}")
+    for row in rows:
+        runs = row["source_runs"]
+        source = (f"lessons {', '.join(map(str, row['source_lessons']))}"
+                  + (f"; runs {', '.join(runs[:3])}{'…' if len(runs) > 3 else ''}" if runs
+                     else ""))
+        table.add_row(str(row["id"]), row["namespace"],
+                      _short(f"{row['name']}: {row['procedure']}", 60),
+                      f"{row['uses']} ({row['right']}/{row['wrong']})", row["usefulness_detail"],
+                      _short(source, 40),
+                      "quarantined" if row["quarantined"] else "active")
+    out.print(table)
+
+
+KindOpt = Annotated[bool, typer.Option("--behavior", "-b",
+                                       help="ID is a behavior's (default: a lesson's).")]
+
+
+@app.command("quarantine")
+@cli_errors
+def quarantine_command(
+    item_id: Annotated[int, typer.Argument(help="Lesson (or --behavior) id.",
+                                           show_default=False)],
+    behavior: KindOpt = False,
+    reason: Annotated[str, typer.Option(help="Why (kept with it).")] = "by hand",
+) -> None:
+    """Stop recalling a lesson or behavior; it is kept (see `memory restore`)."""
+    from concilium.memory.usefulness import quarantine
+
+    kind = "behavior" if behavior else "lesson"
+    if not quarantine(_memory(), kind, item_id, reason):
+        err.print(f"no {kind} {item_id}")
+        raise typer.Exit(code=1)
+    err.print(f"{kind} {item_id} quarantined: it is kept and no longer recalled")
+
+
+@app.command("restore")
+@cli_errors
+def restore_command(
+    item_id: Annotated[int, typer.Argument(help="Lesson (or --behavior) id.",
+                                           show_default=False)],
+    behavior: KindOpt = False,
+) -> None:
+    """Recall a quarantined lesson or behavior again."""
+    from concilium.memory.usefulness import restore
+
+    kind = "behavior" if behavior else "lesson"
+    if not restore(_memory(), kind, item_id):
+        err.print(f"no {kind} {item_id}")
+        raise typer.Exit(code=1)
+    err.print(f"{kind} {item_id} restored: it is recalled again")
 
 
 @app.command("export")

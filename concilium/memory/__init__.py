@@ -6,6 +6,9 @@
 - ``redis_layer.py``: response cache, hot reflections, live run events, locks; degrades
   to SQL alone with one warning when Redis goes away.
 - ``distill.py``: recurring lessons -> named behaviors.
+- ``behaviors.py``: behaviors recalled for a task, and what each role's prompt gets.
+- ``usefulness.py``: runs that used a lesson or behavior vs comparable runs; quarantine.
+- ``hot.py``: the namespace's hot set in Redis (recall answers, behaviors), versioned.
 - ``hooks.py``: what ``Team.arun`` does with all of this.
 - ``migrations/``: the Alembic schema, applied on first open.
 

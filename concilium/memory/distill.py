@@ -137,7 +137,8 @@ async def distill(
                                metadata={"role": "distiller", "node": "distiller"})
             name, procedure = parse_behavior(reply.text, lessons)
             behavior = await asyncio.to_thread(
-                _store, memory, namespace, name, procedure, reply.model, [r.id for r in group]
+                _store, memory, namespace, name, procedure, reply.model, [r.id for r in group],
+                tasks, [r.run_id for r in group if r.run_id],
             )
             if behavior is not None:
                 made.append(behavior)
@@ -148,7 +149,8 @@ def _undistilled(memory: Memory, namespace: str, verified_only: bool) -> list[Re
     """Reflections of a namespace that no behavior was distilled from yet, oldest first."""
     used = select(behavior_sources.c.reflection_id)
     query = (select(Reflection).where(Reflection.namespace == namespace)
-             .where(Reflection.id.not_in(used)).order_by(Reflection.id))
+             .where(Reflection.id.not_in(used)).order_by(Reflection.id)
+             .where(Reflection.quarantined.is_(False)))  # a harmful lesson teaches no behavior
     if verified_only:
         query = query.where(Reflection.checked.is_(True))
     with memory.db.session() as session:
@@ -156,9 +158,16 @@ def _undistilled(memory: Memory, namespace: str, verified_only: bool) -> list[Re
 
 
 def _store(
-    memory: Memory, namespace: str, name: str, procedure: str, model: str, ids: list[int]
+    memory: Memory, namespace: str, name: str, procedure: str, model: str, ids: list[int],
+    tasks: Sequence[str] = (), runs: Sequence[str] = (),
 ) -> Distilled | None:
-    """Insert a behavior and its sources, unless another writer took those sources first."""
+    """Insert a behavior and its sources, unless another writer took those sources first.
+
+    It is stored with why it exists (``source_runs``: the runs whose lessons it condenses)
+    and what recall matches a task against (``terms``, see ``memory/behaviors.py``).
+    """
+    from concilium.memory.behaviors import behavior_terms
+
     with memory.db.write() as session:
         taken = session.execute(
             select(behavior_sources.c.reflection_id)
@@ -168,9 +177,13 @@ def _store(
         if not free:
             return None
         behavior = Behavior(namespace=namespace, name=name, procedure=procedure, model=model,
-                            created_at=utcnow())
+                            created_at=utcnow(), terms=behavior_terms(name, procedure, tasks),
+                            source_runs=list(dict.fromkeys(runs)))
         session.add(behavior)
         session.flush()
         session.execute(behavior_sources.insert(),
                         [{"behavior_id": behavior.id, "reflection_id": i} for i in free])
-        return Distilled(behavior.id, namespace, name, procedure, free)
+        made = Distilled(behavior.id, namespace, name, procedure, free)
+    if memory.hot is not None:  # every process recalls the new behavior on its next run
+        memory.hot.bump(namespace)
+    return made

@@ -31,6 +31,7 @@ from concilium.errors import BudgetExceeded, ModelError
 
 if TYPE_CHECKING:
     from concilium.agents.context import RunContext, Step
+    from concilium.memory.behaviors import RecalledBehavior
     from concilium.memory.ledger import RunRecorder
     from concilium.memory.store import Lesson, Memory
     from concilium.team import RunResult
@@ -81,6 +82,8 @@ class RunMemory:
     spec: TeamSpec
     namespace: str
     recalled: list[Lesson] = field(default_factory=list)
+    behaviors: list[RecalledBehavior] = field(default_factory=list)
+    """Behaviors recalled for this run (issue 13; ``memory/behaviors.py``)."""
     recorder: RunRecorder | None = None
     stored: list[int] = field(default_factory=list)
     """Ids of the lessons this run stored."""
@@ -148,14 +151,22 @@ class RunMemory:
             await asyncio.gather(*self._pending)
         if await self._remember(ctx, task, state, result):
             result = rebuild()
-        ids = [lesson.id for lesson in self.recalled]
+        # issue 13: what reached a prompt is what was used (the view saw every prompt)
+        view = ctx.memory_view
+        if view is not None:
+            ids, behaviors = sorted(view.used_lessons), sorted(view.used_behaviors)
+        else:
+            ids, behaviors = [lesson.id for lesson in self.recalled], []
         result.remembered = list(self.stored)
+        use = {"behaviors": behaviors, "team": self.spec.name, "namespace": self.namespace,
+               "review": self.spec.memory.quarantine}
         if self.recorder is not None:  # queued: the run does not wait for the database
-            if ids:
-                self.recorder.used(ids, result.correct)
+            if ids or behaviors:
+                self.recorder.used(ids, result.correct, **use)
             self.recorder.finish(result)
-        elif ids:
-            await asyncio.to_thread(self.memory.record_use, ids, result.correct)
+        elif ids or behaviors:
+            await asyncio.to_thread(lambda: self.memory.record_use(
+                ids, result.correct, run_id=self.run_id, **use))
         return result
 
     def restore(self, steps: Sequence[Step]) -> None:
@@ -288,6 +299,7 @@ async def open_run_memory(
     memory: Memory | bool | None,
     record: bool | None,
     resume: bool = False,
+    behaviors: list[dict[str, Any]] | None = None,
 ) -> RunMemory | None:
     """Open memory for a run: recall lessons (unless given), start its ledger row.
 
@@ -297,6 +309,7 @@ async def open_run_memory(
         record: write the run to the ledger; ``None`` follows ``CONCILIUM_RECORD``.
         resume: the run is being resumed: no recall (its lessons are in its
             checkpoint), and its existing ledger row is reopened.
+        behaviors: a resumed run's behaviors, from its checkpoint (``to_json`` dicts).
     """
     if memory is False:
         return None
@@ -305,7 +318,8 @@ async def open_run_memory(
     if record is None:
         record = get_settings().record
     wants_recall = lessons is None and spec.memory.recall_k > 0 and not resume
-    if not (record or wants_recall or remember_policy(spec) != "never"):
+    wants_behaviors = spec.memory.behaviors_k > 0 and not resume and behaviors is None
+    if not (record or wants_recall or wants_behaviors or remember_policy(spec) != "never"):
         return None
     if memory is None or memory is True:
         from concilium.memory.store import Memory
@@ -319,6 +333,18 @@ async def open_run_memory(
             memory.recall, task, namespace=namespace, k=spec.memory.recall_k,
             verified_only=spec.memory.verified_only,
         )
+    from concilium.memory.behaviors import MemoryView, RecalledBehavior, recall_behaviors
+
+    if behaviors is not None:
+        run.behaviors = [RecalledBehavior.from_json(b) for b in behaviors]
+    elif wants_behaviors:
+        run.behaviors = await asyncio.to_thread(
+            recall_behaviors, memory, task, namespace=namespace, k=spec.memory.behaviors_k)
+    given = ([(None, text) for text in lessons] if lessons is not None
+             else [(lesson.id, lesson.lesson) for lesson in run.recalled])
+    ctx.memory_view = MemoryView(lessons=given, behaviors=run.behaviors,
+                                 lessons_for=spec.memory.lessons_for,
+                                 behaviors_for=tuple(spec.memory.behaviors_for))
     if record and resume:  # the run's row exists (unless it died before it was written)
         run.recorder = await asyncio.to_thread(memory.ledger.reopen, ctx.run_id)
     if record and run.recorder is None:  # (the ledger writer redacts secrets, off the event loop)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Float, case, cast, func, select, update
+from sqlalchemy import Float, case, cast, func, select
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from concilium.memory.db import driver_sql, insert_once
@@ -141,9 +141,15 @@ class RunRecorder:
             "error": result.error,
         })
 
-    def used(self, ids: Sequence[int], correct: bool | None) -> None:
-        """Count a recall of lessons ``ids`` by this run, and how the run ended."""
-        self._submit("use", {"ids": list(ids), "correct": correct})
+    def used(self, ids: Sequence[int], correct: bool | None, *, behaviors: Sequence[int] = (),
+             team: str | None = None, namespace: str | None = None,
+             review: bool = False) -> None:
+        """Count this run's use of lessons ``ids`` and ``behaviors``, and how the run ended.
+
+        ``review``: then apply the quarantine rule to them (memory/usefulness.py).
+        """
+        self._submit("use", {"ids": list(ids), "correct": correct, "behaviors": list(behaviors),
+                             "team": team, "namespace": namespace, "review": review})
 
     def fail(self, error: BaseException) -> None:
         """Mark the run failed by an unexpected exception (its steps are already queued);
@@ -297,7 +303,7 @@ _RUN_COLUMNS = ("id", "team", "team_hash", "strategy", "namespace", "task", "sta
 _STEP_COLUMNS = ("uid", "run_id", "seq", "node", "role", "kind", "model", "round", "messages",
                  "output", "parsed", "answer", "prompt_tokens", "completion_tokens", "cost",
                  "latency_ms", "attempts", "fallback_used", "cached", "answer_changed", "flip",
-                 "at")
+                 "at", "behaviors")
 _END_COLUMNS = ("status", "stop_reason", "answer", "answer_text", "correct", "llm_calls",
                 "cached_calls", "from_cache", "tool_calls", "prompt_tokens",
                 "completion_tokens", "cost", "wall_ms", "ended_at", "error")
@@ -352,18 +358,33 @@ def _apply(db: Database, ops: list[_Op]) -> None:
                 sql = _STEP_ONCE.get(dialect, _SQL[kind]) if kind == "step" else _SQL[kind]
                 conn.exec_driver_sql(driver_sql(sql, dialect), params)
         for op in uses:
-            _record_use(conn, op.data["ids"], op.data["correct"])
+            _record_use(conn, op)
+    reviews = [op for op in uses if op.data.get("review")]
+    if reviews:  # after the commit: the rule reads the uses just written (issue 13)
+        _review(db, ops[0].redis, reviews)
 
 
-def _record_use(conn: Any, ids: list[int], correct: bool | None) -> None:
-    from concilium.memory.models import Reflection
+def _record_use(conn: Any, op: _Op) -> None:
+    from concilium.memory.usefulness import record_uses
 
-    values: dict[str, Any] = {"use_count": Reflection.use_count + 1, "last_used_at": utcnow()}
-    if correct is True:
-        values["success_count"] = Reflection.success_count + 1
-    elif correct is False:
-        values["failure_count"] = Reflection.failure_count + 1
-    conn.execute(update(Reflection).where(Reflection.id.in_(ids)).values(**values))
+    data = op.data
+    record_uses(conn, data["ids"], data["correct"], behaviors=data.get("behaviors") or (),
+                run_id=op.run_id, team=data.get("team"), namespace=data.get("namespace"))
+
+
+def _review(db: Database, redis: RedisLayer | None, ops: list[_Op]) -> None:
+    """Quarantine what these runs' uses made reliably harmful (never fails the writer)."""
+    from concilium.memory.store import Memory
+    from concilium.memory.usefulness import review
+
+    items = [(kind, int(i)) for op in ops for kind, key in (("lesson", "ids"),
+             ("behavior", "behaviors")) for i in op.data.get(key) or ()]
+    try:
+        for kind, item in review(Memory(db, redis), items):
+            log.warning("memory: quarantined %s %d (reliably harmful, see "
+                        "`concilium memory behaviors` / `memory show`)", kind, item)
+    except Exception:
+        log.exception("memory: the usefulness review failed")
 
 
 def _values(row: dict[str, Any], dialect: str) -> dict[str, Any]:
@@ -405,6 +426,7 @@ def _step_row(run_id: str, seq: int, step: dict[str, Any]) -> dict[str, Any]:
         "cached": bool(step.get("cached", False)),
         "answer_changed": step.get("answer_changed"),
         "flip": step.get("flip"),
+        "behaviors": step.get("behaviors"),
         "at": datetime.fromtimestamp(at, UTC) if isinstance(at, int | float) else utcnow(),
     }
 

@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -32,6 +33,7 @@ __all__ = [
     "Base",
     "Behavior",
     "CallRow",
+    "MemoryUse",
     "Reflection",
     "RunRow",
     "StepRow",
@@ -59,6 +61,7 @@ class RunRow(Base):
     """One run of a team on a task: inserted when it starts, completed when it ends."""
 
     __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_team_ns", "team", "namespace"),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     team: Mapped[str] = mapped_column(String(128), index=True)
@@ -126,6 +129,8 @@ class StepRow(Base):
     answer_changed: Mapped[bool | None] = mapped_column(Boolean)
     flip: Mapped[str | None] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    behaviors: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    """Ids of the behaviors rendered into this step's prompt (migration 0003)."""
 
     run: Mapped[RunRow] = relationship(back_populates="steps")
 
@@ -181,6 +186,11 @@ class Reflection(Base):
     failure_count: Mapped[int] = mapped_column(Integer, default=0)
     """Recalls followed by a wrong answer."""
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # -- migration 0003: quarantine (memory/usefulness.py) --
+    quarantined: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Kept, never recalled: its usefulness was reliably negative, or a person said so."""
+    quarantined_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    quarantine_reason: Mapped[str | None] = mapped_column(Text)
 
     behaviors: Mapped[list[Behavior]] = relationship(
         secondary=behavior_sources, back_populates="sources"
@@ -213,7 +223,45 @@ class Behavior(Base):
     model: Mapped[str | None] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     use_count: Mapped[int] = mapped_column(Integer, default=0)
+    # -- migration 0003: behaviors reach prompts and earn their place (memory/behaviors.py) --
+    terms: Mapped[str | None] = mapped_column(Text)
+    """What behavior recall matches a task against: stems of the name, procedure and the
+    source lessons' tasks (``None`` on rows older than 0003: computed when read)."""
+    right_count: Mapped[int] = mapped_column(Integer, default=0)
+    """Uses followed by a right answer."""
+    wrong_count: Mapped[int] = mapped_column(Integer, default=0)
+    """Uses followed by a wrong answer."""
+    source_runs: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    """Why it exists: the runs whose lessons it was distilled from."""
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    quarantined: Mapped[bool] = mapped_column(Boolean, default=False)
+    quarantined_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    quarantine_reason: Mapped[str | None] = mapped_column(Text)
 
     sources: Mapped[list[Reflection]] = relationship(
         secondary=behavior_sources, back_populates="behaviors"
     )
+
+
+class MemoryUse(Base):
+    """A lesson or behavior that a run put in a prompt, with how that run ended.
+
+    Usefulness compares these runs with comparable runs (same team and namespace)
+    that did not use the item (``concilium.memory.usefulness``).
+    """
+
+    __tablename__ = "memory_uses"
+    __table_args__ = (
+        UniqueConstraint("run_id", "kind", "item_id", name="uq_memory_uses_run_item"),
+        Index("ix_memory_uses_item", "kind", "item_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    """``lesson`` or ``behavior``."""
+    item_id: Mapped[int] = mapped_column(Integer)
+    team: Mapped[str | None] = mapped_column(String(128))
+    namespace: Mapped[str | None] = mapped_column(String(128))
+    correct: Mapped[bool | None] = mapped_column(Boolean)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -32,13 +32,14 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 
 from concilium.errors import ConfigError
 from concilium.memory.db import Database, open_database
 from concilium.memory.models import CHECKED_BY, Behavior, Reflection, utcnow
 
 if TYPE_CHECKING:
+    from concilium.memory.hot import HotMemory
     from concilium.memory.ledger import Ledger
     from concilium.memory.redis_layer import RedisCache, RedisLayer
 
@@ -125,6 +126,9 @@ class Lesson:
     failure_count: int = 0
     score: float = 0.0
     """Recall's ranking score (0 outside recall and search)."""
+    quarantined: bool = False
+    """Kept but never recalled (issue 13, ``memory/usefulness.py``)."""
+    quarantine_reason: str | None = None
 
     @property
     def usefulness(self) -> float:
@@ -140,12 +144,20 @@ class Lesson:
             run_id=row.run_id, team=row.team, model=row.model, created_at=row.created_at,
             use_count=row.use_count, success_count=row.success_count,
             failure_count=row.failure_count, score=score,
+            quarantined=bool(getattr(row, "quarantined", False)),
+            quarantine_reason=getattr(row, "quarantine_reason", None),
         )
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["created_at"] = self.created_at.isoformat() if self.created_at else None
         return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Lesson:
+        """Back from :meth:`to_json` (the hot layer's cached recall answers)."""
+        created = data.get("created_at")
+        return cls(**{**data, "created_at": datetime.fromisoformat(created) if created else None})
 
 
 class Memory:
@@ -159,6 +171,7 @@ class Memory:
         self._cache_ttl_s = cache_ttl_s
         self._cache_any_temperature = cache_any_temperature
         self._ledger: Ledger | None = None
+        self._hot: HotMemory | None = None
 
     def __repr__(self) -> str:
         return f"Memory({self.db!r}, redis={self.redis!r})"
@@ -224,6 +237,17 @@ class Memory:
 
             self._ledger = Ledger(self.db, self.redis)
         return self._ledger
+
+    @property
+    def hot(self) -> HotMemory | None:
+        """The namespace hot sets in Redis (recall answers, behaviors), when Redis is set."""
+        if self.redis is None:
+            return None
+        if self._hot is None:
+            from concilium.memory.hot import HotMemory
+
+            self._hot = HotMemory(self.redis)
+        return self._hot
 
     @property
     def cache(self) -> RedisCache | None:
@@ -296,19 +320,31 @@ class Memory:
                     "id": ids[row["uid"]], **{k: row[k] for k in _HOT_KEYS},
                     "created_at": row["created_at"].isoformat(),
                 })
+        if self.hot is not None and fresh:  # every process's cached recall is now stale
+            self.hot.bump(*{row["namespace"] for row in fresh})
         return [ids[uid] for uid in uids]
 
-    def record_use(self, ids: Sequence[int], correct: bool | None) -> None:
-        """Count a recall of ``ids`` and whether the run that used them ended right."""
-        if not ids:
-            return
-        values: dict[str, Any] = {"use_count": Reflection.use_count + 1, "last_used_at": utcnow()}
-        if correct is True:
-            values["success_count"] = Reflection.success_count + 1
-        elif correct is False:
-            values["failure_count"] = Reflection.failure_count + 1
-        with self.db.write() as session:
-            session.execute(update(Reflection).where(Reflection.id.in_(list(ids))).values(**values))
+    def record_use(self, ids: Sequence[int], correct: bool | None, *,
+                   behaviors: Sequence[int] = (), run_id: str | None = None,
+                   team: str | None = None, namespace: str | None = None,
+                   review: bool = False) -> list[tuple[str, int]]:
+        """Count a use of lessons ``ids`` (and ``behaviors``) and whether the run ended right.
+
+        With a ``run_id`` each use is also a ``memory_uses`` row, what usefulness reads;
+        ``review`` then quarantines what has become reliably harmful (returned as
+        ``(kind, id)``; see :mod:`concilium.memory.usefulness`).
+        """
+        from concilium.memory import usefulness
+
+        if not ids and not behaviors:
+            return []
+        with self.db.write_engine.begin() as conn:
+            usefulness.record_uses(conn, ids, correct, behaviors=behaviors, run_id=run_id,
+                                   team=team, namespace=namespace)
+        if not review:
+            return []
+        return usefulness.review(self, [("lesson", i) for i in ids]
+                                 + [("behavior", i) for i in behaviors])
 
     # ---------------------------------------------------------------- recall
 
@@ -326,7 +362,18 @@ class Memory:
         if k <= 0:
             return []
         _check_namespace(namespace)
-        return self._ranked(task, namespace=namespace, k=k, verified_only=verified_only)
+        hot, version = self.hot, None
+        if hot is not None:  # the namespace's hot set first (memory/hot.py), then SQL
+            from concilium.memory.hot import recall_key
+
+            key = recall_key(task, k, verified_only)
+            version, cached = hot.get(namespace, key)
+            if cached is not None:
+                return [Lesson.from_json(item) for item in cached]
+        found = self._ranked(task, namespace=namespace, k=k, verified_only=verified_only)
+        if hot is not None and version is not None:
+            hot.put(namespace, version, key, [lesson.to_json() for lesson in found])
+        return found
 
     def search(
         self, query: str, *, namespace: str | None = None, limit: int = 20,
@@ -363,6 +410,7 @@ class Memory:
             table = Reflection.__table__
             rows = session.execute(  # plain rows, not ORM objects: recall is on the hot path
                 select(*table.c).where(table.c.id.in_(list(hits)))
+                .where(table.c.quarantined.is_(False))  # kept, never recalled (issue 13)
             ).all()
         # Text relevance: the idf-weighted share of *all* the task's terms a lesson covers
         # (not only the few searched by).
@@ -467,6 +515,8 @@ class Memory:
                 by_namespace.setdefault(ns, []).append(rid)
             for ns, rids in by_namespace.items():
                 self.redis.hot_forget(ns, None if namespace == ns and not ids else rids)
+            if self.hot is not None and by_namespace:
+                self.hot.bump(*by_namespace)
         return len(gone)
 
     def iter_export(self, *, namespace: str | None = None) -> Iterator[dict[str, Any]]:

@@ -66,7 +66,7 @@ async def critique(
 ) -> tuple[Critique, Step]:
     messages = render("critic", spec.prompt, task=task, answer=answer.text,
                       final=answer.value if answer.value is not None else "(none given)",
-                      round=round)
+                      round=round, **ctx.memory_vars(node, "critic"))
     result = await ctx.chat(node, spec, messages, kind="critic", schema=SCHEMA)
     found = parse_critique(result.text)
     step = ctx.step(node=node, role="critic", round=round, messages=messages, result=result,

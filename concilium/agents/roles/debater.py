@@ -53,7 +53,7 @@ async def argue(
         spec.prompt,
         task=task,
         format_hint=format_hint(ctx.team, spec),
-        lessons=lessons or [],
+        **ctx.memory_vars(node, "debater", lessons),  # issue 13: lessons + behaviors
         round=round,
         answer=own.text if own is not None else "",
         others=list(others),

@@ -54,7 +54,7 @@ async def generate(
         spec.prompt,
         task=task,
         format_hint=format_hint(ctx.team, spec),
-        lessons=lessons or [],
+        **ctx.memory_vars(node, "generator", lessons),  # issue 13: lessons + behaviors
         reflections=reflections or [],
         round=round,
     )

@@ -48,7 +48,7 @@ async def judge(
     """
     messages = render("judge", spec.prompt, task=task,
                       format_hint=FORMAT_HINTS[ctx.team.answer.format], answers=list(answers),
-                      round=round)
+                      round=round, **ctx.memory_vars(node, "judge"))
     result = await ctx.chat(node, spec, messages, kind="judge")
     decision = parse_judgement(ctx.team, result.text, answers)
     step = ctx.step(node=node, role="judge", round=round, messages=messages, result=result,

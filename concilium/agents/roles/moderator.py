@@ -40,7 +40,8 @@ async def moderate(
     """The moderator's call on one round."""
     messages = render("moderator", spec.prompt, task=task,
                       format_hint=FORMAT_HINTS[ctx.team.answer.format],
-                      affirmative=affirmative.text, negative=negative.text, round=round)
+                      affirmative=affirmative.text, negative=negative.text, round=round,
+                      **ctx.memory_vars(node, "moderator"))
     result = await ctx.chat(node, spec, messages, kind="moderator")
     decision = parse_decision(ctx.team, result.text)
     step = ctx.step(node=node, role="moderator", round=round, messages=messages, result=result,

@@ -35,7 +35,7 @@ async def refine(
         spec.prompt,
         task=task,
         format_hint=format_hint(ctx.team, spec),
-        lessons=lessons or [],
+        **ctx.memory_vars(node, "refiner", lessons),  # issue 13: lessons + behaviors
         answer=previous.text,
         feedback=feedback or "The checker rejected the answer without details.",
         round=round,

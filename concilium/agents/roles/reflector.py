@@ -38,7 +38,8 @@ async def reflect(
     feedback = verdict.feedback or verdict.reason or "no reason was given"
     messages = render("reflector", spec.prompt, task=task,
                       format_hint=FORMAT_HINTS[ctx.team.answer.format], answer=answer.text,
-                      final=final, feedback=feedback, reflections=reflections or [], round=round)
+                      final=final, feedback=feedback, reflections=reflections or [], round=round,
+                      **ctx.memory_vars(node, "reflector"))
     result = await ctx.chat(node, spec, messages, kind="reflector")
     found = parse_reflection(result.text, f"The answer {final} was wrong: {feedback}")
     step = ctx.step(node=node, role="reflector", round=round, messages=messages, result=result,

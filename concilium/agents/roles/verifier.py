@@ -137,7 +137,7 @@ async def verify(
         return verdict, step
     messages = render("verifier", spec.prompt, task=task, answer=answer.text,
                       final=answer.value if answer.value is not None else "(none given)",
-                      round=round)
+                      round=round, **ctx.memory_vars(node, "verifier"))
     result = await ctx.chat(node, spec, messages, kind="verifier", schema=SCHEMA)
     number = ctx.team.answer.format == "number"  # a stated answer is compared as a number
     verdict = parse_verdict(result.text, answer.value if number else None)
