@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from waiting import DEADLINE_S, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 TASK = "What is 17 * 24 + 3?"
@@ -68,7 +69,7 @@ class Server:
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers=self.headers(), timeout=60, **kwargs)
 
-    def wait_run(self, run_id: str, timeout_s: float = 60) -> dict[str, Any]:
+    def wait_run(self, run_id: str, timeout_s: float = DEADLINE_S) -> dict[str, Any]:
         """The run once it is no longer running (polled with a deadline)."""
         deadline = time.monotonic() + timeout_s
         with self.client() as client:
@@ -117,17 +118,22 @@ def start_server(tmp_path: Path, *, key: str | None = None, args: tuple[str, ...
         [sys.executable, "-c", code, "serve", "--teams", str(teams), "--port", str(port),
          *args], env=full_env, text=True, stdout=log, stderr=subprocess.STDOUT, cwd=root)
     server = Server(f"http://127.0.0.1:{port}", process, root, key)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    def healthy() -> bool:
         if process.poll() is not None:
             raise AssertionError(f"server exited: {(root / 'server.log').read_text()}")
         try:
-            if httpx.get(f"{server.url}/health", timeout=1).status_code == 200:
-                return server
+            return httpx.get(f"{server.url}/health", timeout=5).status_code == 200
         except httpx.HTTPError:
-            time.sleep(0.05)
-    process.kill()
-    raise AssertionError(f"server did not start: {(root / 'server.log').read_text()}")
+            return False
+
+    try:
+        # A deadline, not a guess: a loaded 2-core machine took over 60 s to import and bind.
+        wait_for(healthy, what=f"the server's /health on port {port}")
+    except AssertionError as error:
+        process.kill()
+        said = (root / "server.log").read_text()
+        raise AssertionError(f"server did not start: {said}") from error
+    return server
 
 
 def stop_server(server: Server) -> str:
