@@ -55,7 +55,11 @@ def test_the_viewer_shows_each_tool_call(tmp_path: Path) -> None:
                 page = browser.new_page()
                 page.goto(f"{server.url}/ui/runs/{run_id}")
                 page.wait_for_selector("#status:not(.status-running)", timeout=60_000)
-                assert page.locator(".card.step").count() == 3  # turn, tool call, answer
+                # turn, tool call, answer (cards are drawn as the events arrive)
+                page.wait_for_function(
+                    "document.querySelectorAll('.card.step').length >= 3", timeout=60_000
+                )
+                assert page.locator(".card.step").count() == 3
                 tool = page.locator(".card.step.tool")
                 assert tool.count() == 1
                 text = tool.text_content() or ""
