@@ -59,3 +59,12 @@ class BudgetExceeded(ConciliumError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class StoppedByPerson(ConciliumError):
+    """A person told a paused run to stop (a node's ``interrupt:`` gate): not an error,
+    the run ends ``stopped`` with this reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

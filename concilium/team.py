@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field
 
 from concilium.agents.context import RunContext, Step, new_run_id
-from concilium.errors import BudgetExceeded, ConfigError, ModelError, TeamFileError
+from concilium.errors import (
+    BudgetExceeded,
+    ConfigError,
+    ModelError,
+    StoppedByPerson,
+    TeamFileError,
+)
+from concilium.pauses import Ask, answering, ask_person, needs_person, pending_of
 from concilium.secrets import redact
 from concilium.teams import TeamSpec, load_spec, locate, spec_from_dict
 
@@ -31,7 +38,9 @@ if TYPE_CHECKING:
     from concilium.memory.hooks import RunMemory
     from concilium.memory.store import Memory
 
-__all__ = ["RunFailed", "RunNotResumable", "RunResult", "Team", "Usage", "load_team", "resume_run"]
+__all__ = ["RunFailed", "RunNotResumable", "RunResult", "Team", "Usage", "load_team",
+           "pending_questions", "resume_run"]
+
 
 
 class Usage(BaseModel):
@@ -59,7 +68,7 @@ class Usage(BaseModel):
         completion = sum(s.get("completion_tokens", 0) for s in paid)
         return cls(
             llm_calls=len(paid),
-            tool_calls=len(steps) - len(llm),
+            tool_calls=sum(1 for s in steps if s.get("kind") == "tool"),
             prompt_tokens=prompt,
             completion_tokens=completion,
             total_tokens=prompt + completion,
@@ -78,8 +87,13 @@ class RunResult(BaseModel):
     task: str
     answer: str | None = Field(None, description="The final answer, normalised.")
     answer_text: str = Field("", description="The full text the answer came from.")
-    status: Literal["ok", "stopped", "failed"] = "ok"
+    status: Literal["ok", "stopped", "failed", "paused"] = "ok"
     stop_reason: str | None = None
+    pending: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="A paused run's questions to a person ({id, node, kind, question, hint}); "
+        "answer with resume_run(run_id, answer=...).",
+    )
     error: str | None = None
     rounds: int = 0
     reference: str | None = None
@@ -210,6 +224,7 @@ class Team:
         durable: bool | None = None,
         checkpointer: Any = None,
         tests: str | None = None,
+        ask: Ask | None = None,
     ) -> RunResult:
         """Run ``task`` to the end, a budget, or the team's timeout.
 
@@ -235,6 +250,10 @@ class Team:
             tests: test code a ``check: tests`` verifier runs after the answer's code (in
                 the sandbox). Kept apart from ``task``: the generator never sees it, so it
                 cannot write code that only fits the tests. Default: tests in the task.
+            ask: puts a question to a person (a ``role: human``, a node's ``interrupt:``)
+                and returns their reply, so the run goes on at once; without it the run
+                ends ``paused`` with its questions in ``pending``, resumable with
+                ``resume_run(run_id, answer=...)`` (from another process too, if durable).
 
         Raises:
             TeamFileError: a model string names a provider litellm does not know.
@@ -247,7 +266,7 @@ class Team:
                "lessons": lessons, "tests": tests, "reveal_reference": reveal_reference}
         return await self._execute(run, run_id=run_id or new_run_id(), on_step=on_step,
                                    memory=memory, record=record, durable=durable,
-                                   checkpointer=checkpointer, resume=False)
+                                   checkpointer=checkpointer, resume=False, ask=ask)
 
     async def aresume(
         self,
@@ -256,8 +275,11 @@ class Team:
         on_step: Callable[[Step], None] | None = None,
         memory: Memory | bool | None = None,
         checkpointer: Any = None,
+        answer: str | None = None,
+        ask: Ask | None = None,
     ) -> RunResult:
-        """Finish run ``run_id`` from its last checkpoint (after a crash, a kill, a timeout).
+        """Finish run ``run_id`` from its last checkpoint (after a crash, a kill, a timeout,
+        or a pause for a person: ``answer`` is their reply to its first pending question).
 
         Nodes that were running when the run stopped run again; their model calls
         that had completed are answered from the run's call journal, not the model.
@@ -268,7 +290,7 @@ class Team:
         """
         return await self._execute({}, run_id=run_id, on_step=on_step, memory=memory,
                                    record=None, durable=True, checkpointer=checkpointer,
-                                   resume=True)
+                                   resume=True, answer=answer, ask=ask)
 
     async def _resume_claimed(self, run_id: str, saver: Any, **kwargs: Any) -> RunResult:
         """:meth:`aresume` with our own saver, opened and claimed by the caller."""
@@ -287,6 +309,9 @@ class Team:
         checkpointer: Any,
         resume: bool,
         own_saver: bool = False,
+        answer: str | None = None,
+        ask: Ask | None = None,
+        question: str | None = None,
     ) -> RunResult:
         self.check_models()
         from concilium.settings import get_settings
@@ -294,9 +319,13 @@ class Team:
         if durable is None:
             durable = get_settings().checkpoint
         steps: list[Step] = []
+        seen: set[str] = set()
         mem: RunMemory | None = None
 
         def collect(step: Step) -> None:
+            if step.get("id") in seen:  # a node run again after a pause: said already
+                return
+            seen.add(str(step.get("id")))
             if mem is not None:
                 mem.step(step)  # the ledger, as the run goes
             steps.append(step)
@@ -312,6 +341,10 @@ class Team:
                 saver = await stack.enter_async_context(open_checkpointer(url))
                 # Ours: no second process may run (or resume) this run meanwhile.
                 await stack.enter_async_context(claim_run(run_id, saver, url))
+            if saver is None and needs_person(self.spec):  # a pause needs a checkpointer
+                from langgraph.checkpoint.memory import InMemorySaver
+
+                saver = InMemorySaver()
             config: dict[str, Any] = {"recursion_limit": self.recursion_limit()}
             graph = self._graph(saver)
             if saver is not None:
@@ -349,12 +382,35 @@ class Team:
             if saver is not None:  # on every checkpoint (LangGraph keeps strings, not dicts)
                 config["metadata"] = {"concilium_run": json.dumps(
                     {**run, "lessons": list(lessons or []), "team": self._saved_spec()})}
-            first = None if resume else {"task": run["task"], "lessons": list(lessons or []),
-                                         "steps": []}
+            first: Any = None if resume else {"task": run["task"],
+                                              "lessons": list(lessons or []), "steps": []}
             if first is not None and run.get("tests") is not None:  # the verifier's, not the task's
                 first["tests"] = run["tests"]
+            pending: list[dict[str, Any]] = []
+            if resume and answer is not None:
+                pending = pending_of(await graph.aget_state(config))
+                chosen = [q for q in pending if question in (None, q["id"])]
+                if not chosen:
+                    raise RunNotResumable(
+                        f"run {run_id!r} is not waiting for an answer" if not pending else
+                        f"run {run_id!r} has no pending question {question!r}; its "
+                        f"questions: {', '.join(q['id'] for q in pending)}")
+                first = answering(chosen[0], answer)
+            status: Literal["ok", "stopped", "failed", "paused"]
             state, status, reason, error, start = await self._drive(graph, first, ctx, config,
                                                                     mem)
+            pending = pending_of(await graph.aget_state(config)) if saver is not None else []
+            while pending and status == "ok" and ask is not None:  # a person at hand
+                reply = await ask_person(ask, pending[0])
+                if reply is None:  # not now: the run stays paused
+                    break
+                ctx.restore((await graph.aget_state(config)).values.get("steps") or [])
+                ctx.rewind()  # the node asking runs again: its calls come from the journal
+                state, status, reason, error, _ = await self._drive(
+                    graph, answering(pending[0], reply), ctx, config, mem)
+                pending = pending_of(await graph.aget_state(config))
+            if pending and status == "ok":
+                status, reason = "paused", f"waiting for a person at {pending[0]['node']}"
             if saver is not None:  # the checkpoint holds every step, the resumed ones too
                 state = dict((await graph.aget_state(config)).values) or state
                 steps = _merge_steps(state.get("steps") or [], steps)
@@ -366,9 +422,14 @@ class Team:
             result = self._result(ctx, run["task"], state, steps, status, reason, error, start)
             result.lessons = list(lessons or [])
             result.remembered = list(mem.stored) if mem is not None else []
+            result.pending = pending
             return result
 
         result = build()
+        if status == "paused":  # no lesson yet: the run has not ended
+            if mem is not None and mem.recorder is not None:
+                mem.recorder.finish(result)
+            return result
         if mem is not None:  # the lesson (per the team's memory policy), then the ledger row
             result = await mem.close(ctx, run["task"], state, result, build)
         if status == "failed":
@@ -380,7 +441,8 @@ class Team:
         config: dict[str, Any], mem: RunMemory | None,
     ) -> tuple[dict[str, Any], Literal["ok", "stopped", "failed"], str | None, str | None,
                float]:
-        """Stream the graph to its end; a budget or the timeout stops it between writes."""
+        """Stream the graph to its end (or a pause for a person); a budget or the timeout
+        stops it between writes."""
         state: dict[str, Any] = {}
         status: Literal["ok", "stopped", "failed"] = "ok"
         reason: str | None = None
@@ -388,11 +450,13 @@ class Team:
         start = time.perf_counter()
         try:
             async with asyncio.timeout(self.spec.limits.timeout_s):
-                async for state in graph.astream(  # noqa: B007 - the last state is the result
+                async for chunk in graph.astream(
                     first, context=ctx, stream_mode="values", config=config,
                 ):
-                    pass
+                    state = {k: v for k, v in chunk.items() if k != "__interrupt__"}
             reason = state.get("stop_reason")
+        except StoppedByPerson as stop:
+            status, reason = "stopped", stop.reason
         except BudgetExceeded as stop:
             status, reason = "stopped", f"budget: {stop.reason}"
         except TimeoutError:
@@ -441,7 +505,7 @@ class Team:
         task: str,
         state: dict[str, Any],
         steps: list[Step],
-        status: Literal["ok", "stopped", "failed"],
+        status: Literal["ok", "stopped", "failed", "paused"],
         reason: str | None,
         error: str | None,
         start: float,
@@ -599,6 +663,9 @@ async def resume_run(
     memory: Memory | bool | None = None,
     model: str | None = None,
     limits: dict[str, Any] | None = None,
+    answer: str | None = None,
+    ask: Ask | None = None,
+    question: str | None = None,
 ) -> RunResult:
     """Finish a killed or stopped durable run, rebuilding its team from its checkpoint.
 
@@ -606,8 +673,13 @@ async def resume_run(
     not whatever its YAML file says now; ``limits`` raises (or lowers) its budgets,
     e.g. ``{"max_llm_calls": 40}`` to go on after a budget stop.
 
+    A run paused for a person goes on with ``answer``, their reply to its first pending
+    question (``RunResult.pending``; ``question``: the id of another one), or asks
+    ``ask`` as :meth:`Team.arun` does.
+
     Raises:
-        RunNotResumable: no checkpoint of ``run_id`` exists.
+        RunNotResumable: no checkpoint of ``run_id`` exists, or ``answer`` was given to a
+            run that is not waiting for one.
     """
     from concilium.checkpoints import claim_run, open_checkpointer, thread_config
 
@@ -624,7 +696,8 @@ async def resume_run(
         if limits:
             spec = {**spec, "limits": {**spec.get("limits", {}), **limits}}
         team = Team(spec_from_dict(spec), source=saved.get("source")).with_model(model)
-        return await team._resume_claimed(run_id, saver, on_step=on_step, memory=memory)
+        return await team._resume_claimed(run_id, saver, on_step=on_step, memory=memory,
+                                          answer=answer, ask=ask, question=question)
 
 
 def load_team(source: str | Path | dict[str, Any], *, model: str | None = None) -> Team:
@@ -644,3 +717,20 @@ def load_team(source: str | Path | dict[str, Any], *, model: str | None = None) 
         spec = load_spec(source)
         origin = str(source)
     return Team(spec, source=origin).with_model(model)
+
+
+async def pending_questions(run_id: str, *, memory: Memory | bool | None = None,
+                            ) -> list[dict[str, Any]]:
+    """What paused run ``run_id`` asks a person, read from its checkpoint (``[]``: none).
+
+    Works in any process that shares the run's database, so a restarted service still
+    shows the question of a run paused before the restart.
+    """
+    from concilium.checkpoints import open_checkpointer, thread_config
+
+    async with open_checkpointer(_memory_url(memory)) as saver:
+        meta = _run_metadata(await saver.aget_tuple(thread_config(run_id)))
+        if meta is None:
+            return []
+        team = Team(spec_from_dict(meta["team"]["spec"]), source=meta["team"].get("source"))
+        return pending_of(await team._graph(saver).aget_state(thread_config(run_id)))

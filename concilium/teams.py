@@ -38,6 +38,7 @@ __all__ = [
     "ROLE_KINDS",
     "AnswerSpec",
     "FallbackSpec",
+    "KindSpec",
     "LimitsSpec",
     "McpServerSpec",
     "MemorySpec",
@@ -57,9 +58,20 @@ MAX_DEPTH = 32
 MAX_NODES = 100_000
 
 ROLE_KINDS: tuple[str, ...] = (
-    "generator", "verifier", "critic", "refiner", "debater", "judge", "moderator", "reflector"
+    "generator", "verifier", "critic", "refiner", "debater", "judge", "moderator", "reflector",
+    "human",
 )
-"""Role kinds a team may use; a strategy states which of them it needs."""
+"""Role kinds a team may use; a strategy states which of them it needs. A ``human`` is a
+person who plays another kind's part (``plays:``); a team file may declare kinds of its
+own (``kinds:``) for a custom graph, and a custom graph's node may be a whole team
+(``team:``)."""
+PLAYABLE_KINDS: tuple[str, ...] = (
+    "generator", "verifier", "critic", "refiner", "debater", "judge", "moderator",
+)
+"""Kinds a person (``role: human``) can play: their prompt is put to the person and the
+reply read by their parser, exactly as a model's would be."""
+OUTPUTS: tuple[str, ...] = ("text", "answer", "verdict", "critique")
+"""What a team-declared kind's reply is read as."""
 PROGRAM_AIDED_KINDS: tuple[str, ...] = ("generator", "debater", "refiner")
 """Role kinds that can write a program instead of an answer (``program_aided``)."""
 
@@ -184,6 +196,22 @@ class RoleSpec(_Strict):
         "expression (run by the calculator) or a Python program (run in the sandbox) and "
         "what it prints becomes the answer.",
     )
+    plays: str | None = Field(
+        None,
+        description="Human only: the kind whose part the person plays (its prompt is put "
+        "to them, their reply read as its result); default: the role's key.",
+    )
+    interrupt: Literal["before", "after"] | None = Field(
+        None,
+        description="Pause the run for a person before or after this role's node: they "
+        "approve (empty reply), stop the run ('stop'), or, after a node that wrote an "
+        "answer, type a corrected answer.",
+    )
+    team: TeamSpec | str | None = Field(
+        None,
+        description="Custom graph only: this node is another team file (a path relative "
+        "to this file), run as a subgraph; its steps and usage count as this run's.",
+    )
 
     @field_validator("fallbacks", mode="before")
     @classmethod
@@ -296,6 +324,18 @@ class RetrySpec(_Strict):
     timeout_s: float = Field(120.0, gt=0.0)
 
 
+class KindSpec(_Strict):
+    """A role kind declared in the team file: a prompt and what its reply is read as."""
+
+    description: str = ""
+    prompt: PromptSpec = Field(description="The kind's templates (its roles may override).")
+    output: Literal["text", "answer", "verdict", "critique"] = Field(
+        "text",
+        description="text: kept as written; answer: a solution whose final answer is "
+        "extracted; verdict: accept/reject with a reason; critique: a list of issues.",
+    )
+
+
 class StrategySpec(BaseModel):
     """``strategy: gvr`` or ``strategy: {name: gvr, <options>}``; options belong to the strategy."""
 
@@ -368,6 +408,11 @@ class TeamSpec(_Strict):
         default_factory=dict, description="MCP servers by name; a role's tools name them as "
         "mcp:<name> (all their tools) or mcp:<name>/<tool>.",
     )
+    kinds: dict[str, KindSpec] = Field(
+        default_factory=dict,
+        description="Role kinds of this team's own (custom graphs): a prompt and a declared "
+        "output, no Python.",
+    )
 
     @field_validator("strategy", mode="before")
     @classmethod
@@ -376,13 +421,15 @@ class TeamSpec(_Strict):
 
     @model_validator(mode="after")
     def _role_kinds(self) -> TeamSpec:
+        from concilium.kinds import check_kinds
+
+        problem = check_kinds(self)
+        if problem is not None:
+            raise ValueError(problem)
         for key, role in self.roles.items():
-            kind = role.role or key
-            if kind not in ROLE_KINDS:
-                raise ValueError(
-                    f"roles.{key}: unknown role kind {kind!r}; valid kinds: {', '.join(ROLE_KINDS)}"
-                    f" (set `role:` when the key is an instance name)"
-                )
+            kind = self.kind_of(key)
+            if role.team is not None:
+                continue
             if role.check is not None and kind != "verifier":
                 raise ValueError(f"roles.{key}.check: only a verifier has `check`")
             for i, tool in enumerate(role.tools):
@@ -440,8 +487,17 @@ class TeamSpec(_Strict):
         return found
 
     def kind_of(self, key: str) -> str:
+        """The kind whose work role ``key`` does: a person's is the kind they play, a team
+        node's is ``team``."""
         role = self.roles[key]
-        return role.role or key
+        if role.team is not None:
+            return "team"
+        kind = role.role or key
+        return (role.plays or key) if kind == "human" else kind
+
+    def is_human(self, key: str) -> bool:
+        """Whether role ``key`` is played by a person."""
+        return (self.roles[key].role or key) == "human"
 
     def role(self, key: str, *, like: str | None = None) -> RoleSpec:
         """The spec of role ``key``; if the team has none, a copy of ``like``'s (or defaults)."""
@@ -467,15 +523,21 @@ class TeamSpec(_Strict):
         are dropped: ``model`` is called where litellm sends it by default.
         """
         unrouted = {"api_base": None, "api_key_env": None, "extra_headers": None}
-        roles = {k: r.model_copy(update={"model": model, **unrouted})
+        roles = {k: r.model_copy(update={
+                     "model": model, **unrouted,
+                     **({"team": r.team.with_model(model)} if isinstance(r.team, TeamSpec)
+                        else {})})
                  for k, r in self.roles.items()}
         return self.model_copy(update={"model": model, "roles": roles, **unrouted})
+
+
+RoleSpec.model_rebuild()  # ``team:`` holds a TeamSpec
 
 
 # ---------------------------------------------------------------------------- loading
 
 
-def load_spec(path: str | Path) -> TeamSpec:
+def load_spec(path: str | Path, *, _depth: int = 0, _seen: tuple[str, ...] = ()) -> TeamSpec:
     """Read and validate a team file; every problem raises :class:`TeamFileError`."""
     path = Path(path)
     try:
@@ -492,10 +554,11 @@ def load_spec(path: str | Path) -> TeamSpec:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise TeamFileError(str(path), "not UTF-8 text") from None
-    return spec_from_text(text, source=str(path))
+    return spec_from_text(text, source=str(path), _depth=_depth, _seen=_seen)
 
 
-def spec_from_text(text: str, *, source: str = "<string>") -> TeamSpec:
+def spec_from_text(text: str, *, source: str = "<string>", _depth: int = 0,
+                   _seen: tuple[str, ...] = ()) -> TeamSpec:
     """Validate team YAML given as text; ``source`` names it in errors."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -522,13 +585,21 @@ def spec_from_text(text: str, *, source: str = "<string>") -> TeamSpec:
     if not isinstance(data, dict):
         kind = "empty" if data is None else type(data).__name__
         raise TeamFileError(source, f"a team file must be a mapping of fields, not {kind}", line=1)
-    return spec_from_dict(data, source=source, node=node)
+    return spec_from_dict(data, source=source, node=node, _depth=_depth, _seen=_seen)
 
 
 def spec_from_dict(
-    data: dict[str, Any], *, source: str = "<dict>", node: yaml.Node | None = None
+    data: dict[str, Any], *, source: str = "<dict>", node: yaml.Node | None = None,
+    _depth: int = 0, _seen: tuple[str, ...] = (),
 ) -> TeamSpec:
-    """Validate a team given as a dict, then check it against its strategy."""
+    """Validate a team given as a dict, then check it against its strategy.
+
+    A role's ``team: <path>`` (a team as a custom graph's node) is read here, relative
+    to ``source``'s directory, and kept inline (:func:`concilium.kinds.inline_teams`).
+    """
+    from concilium.kinds import inline_teams
+
+    data = inline_teams(data, source, depth=_depth, seen=_seen)
     try:
         spec = TeamSpec.model_validate(data)
     except ValidationError as error:
@@ -567,7 +638,8 @@ def _to_team_error(error: ValidationError, source: str, node: yaml.Node | None) 
 def _choices_hint(loc: tuple[Any, ...]) -> str:
     """For an unknown key at ``loc``: a close match, or the valid fields of its parent."""
     parent, key = loc[:-1], str(loc[-1])
-    shape = tuple("*" if i == 1 and parent[0] == "roles" else p for i, p in enumerate(parent))
+    shape = tuple("*" if i == 1 and parent[0] in ("roles", "kinds") else p
+                  for i, p in enumerate(parent))
     model = _NESTED.get(shape)
     if model is None:
         return ""
@@ -585,6 +657,8 @@ _NESTED: dict[tuple[Any, ...], type[BaseModel]] = {
     ("limits",): LimitsSpec,
     ("retry",): RetrySpec,
     ("memory",): MemorySpec,
+    ("kinds", "*"): KindSpec,
+    ("kinds", "*", "prompt"): PromptSpec,
 }
 
 
@@ -700,6 +774,12 @@ def team_json_schema() -> dict[str, Any]:
     from concilium.graphs import STRATEGIES, strategy_module
 
     schema = TeamSpec.model_json_schema()
+    if "$ref" in schema:  # recursive (a role's ``team:`` is a team): the root at the top
+        defs_top = schema["$defs"]
+        schema = {**defs_top.pop("TeamSpec"), "$defs": defs_top}
+        team = defs_top["RoleSpec"]["properties"]["team"]
+        team["anyOf"] = [{"$ref": "#"} if b.get("$ref") == "#/$defs/TeamSpec" else b
+                         for b in team["anyOf"]]
     defs: dict[str, Any] = schema["$defs"]
     branches: list[dict[str, Any]] = []
     for name in STRATEGIES:
@@ -724,7 +804,9 @@ def team_json_schema() -> dict[str, Any]:
         "description": "A strategy name, or {name: <strategy>, <its options>}.",
         "anyOf": [{"type": "string", "enum": list(STRATEGIES)}, *branches],
     }
-    kind = {"type": "string", "enum": list(ROLE_KINDS)}
+    kind = {"type": "string", "anyOf": [
+        {"enum": list(ROLE_KINDS)},
+        {"pattern": "^[a-z][a-z0-9_]{0,63}$", "description": "a kind declared in `kinds:`"}]}
     role = defs["RoleSpec"]["properties"]["role"]
     role["anyOf"] = [kind, {"type": "null"}]
     schema["properties"]["roles"] = {
@@ -734,10 +816,16 @@ def team_json_schema() -> dict[str, Any]:
         "properties": {k: {"$ref": "#/$defs/RoleSpec"} for k in ROLE_KINDS},
         "additionalProperties": {
             "allOf": [{"$ref": "#/$defs/RoleSpec"}],
-            "required": ["role"],
-            "properties": {"role": kind},
+            "anyOf": [{"required": ["role"], "properties": {"role": kind}},
+                      {"required": ["team"]}],
         },
     }
+    # A team without `kinds:` has only the built-in kinds: say so, so a typo is flagged.
+    strict = {"properties": {"role": {"anyOf": [{"enum": list(ROLE_KINDS)},
+                                                {"type": "null"}]}}}
+    schema["if"] = {"required": ["kinds"]}
+    schema["else"] = {"properties": {"roles": {
+        "properties": dict.fromkeys(ROLE_KINDS, strict), "additionalProperties": strict}}}
     schema["$id"] = SCHEMA_URL
     schema["title"] = "concilium team"
     return schema

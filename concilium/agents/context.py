@@ -37,7 +37,7 @@ class Step(TypedDict, total=False):
     id: str
     node: str
     role: str
-    kind: str  # "llm" | "tool"
+    kind: str  # "llm" | "tool" | "human" (a person's reply)
     model: str
     round: int
     messages: list[dict[str, Any]]
@@ -140,13 +140,18 @@ class RunContext:
         ``sample`` distinguishes independent calls of one role (samples, debaters)
         so they get distinct seeds and never share a cache entry. ``schema`` (a JSON
         schema) is asked for as structured output where the model supports it; the
-        role's parser reads the reply either way.
+        role's parser reads the reply either way. A role a person plays (``role: human``)
+        asks the person instead (:mod:`concilium.agents.roles.human`), free of budget.
 
         A role with ``tools`` gets them offered here: the tool loop
         (:mod:`concilium.tools.calling`) calls the model, runs the tools it asks for and
         calls it again until it answers; the reply returned is that answer, and
         :meth:`step` records the exchange before it.
         """
+        if spec.role == "human" or (spec.role is None and node == "human"):
+            from concilium.agents.roles.human import ask_person
+
+            return await ask_person(self, node, list(messages), kind=kind)
         if spec.tools:
             from concilium.tools.calling import chat_with_tools
 
@@ -246,6 +251,11 @@ class RunContext:
             box, self.toolbox = self.toolbox, None
             await box.aclose()
 
+    def rewind(self) -> None:
+        """Before a paused node runs again in this process: its calls and steps get the
+        same keys as the first time, so the journal answers them and the ledger keeps one."""
+        self._seen.clear()
+
     def _journal_key(self, *parts: Any, messages: Sequence[dict[str, str]] = ()) -> str | None:
         """A key that is the same when the same LangGraph task runs again after a resume.
 
@@ -306,7 +316,8 @@ class RunContext:
             "id": uid[:32] if uid else uuid.uuid4().hex[:12],
             "node": node,
             "role": role,
-            "kind": "llm" if result is not None else "tool",
+            "kind": ("human" if "human" in (tool, result.model if result else None)
+                     else "llm" if result is not None else "tool"),
             "model": result.model if result is not None else tool,
             "round": round,
             "messages": redact_obj(list(messages), secrets),

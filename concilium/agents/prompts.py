@@ -15,9 +15,9 @@ import yaml
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
-from concilium.teams import PromptSpec
+from concilium.teams import PromptSpec, TeamSpec
 
-__all__ = ["FORMAT_HINTS", "VARIABLES", "check_prompt", "render"]
+__all__ = ["DECLARED_VARIABLES", "FORMAT_HINTS", "VARIABLES", "check_prompt", "render"]
 
 FORMAT_HINTS: dict[str, str] = {
     "number": "Finish with a last line of the form 'Answer: <number>'.",
@@ -36,8 +36,14 @@ VARIABLES: dict[str, set[str]] = {
     "judge": _COMMON | {"answers"},
     "moderator": _COMMON | {"affirmative", "negative"},
     "reflector": _COMMON | {"answer", "final", "feedback", "reflections"},
+    "human": {"plays", "question", "instructions"},
 }
 """Template variables each role kind provides."""
+DECLARED_VARIABLES: set[str] = _COMMON | {"answer", "final", "feedback", "answers", "notes"}
+"""Template variables of a kind a team file declares (``kinds:``): the task, the current
+answer (``answer``: its text, ``final``: its value), the newest feedback, every
+answering node's latest answer (``answers``: ``{name, text, value}``) and every
+text-giving node's latest text (``notes``: ``{name, text}``)."""
 
 # Sandboxed: templates come from user files and must not reach Python internals.
 _env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
@@ -58,8 +64,10 @@ def packaged(kind: str) -> dict[str, str]:
 
 
 def render(kind: str, override: PromptSpec | None, **variables: Any) -> list[dict[str, str]]:
-    """Chat messages for a role: its override templates where given, else the packaged ones."""
-    base = packaged(kind)
+    """Chat messages for a role: its override templates where given, else the packaged ones
+    (a kind a team declares has none: its override gives both)."""
+    full = override is not None and override.system is not None and override.user is not None
+    base = {} if full else packaged(kind)
     templates = {
         "system": (override.system if override and override.system is not None else base["system"]),
         "user": (override.user if override and override.user is not None else base["user"]),
@@ -73,9 +81,14 @@ def render(kind: str, override: PromptSpec | None, **variables: Any) -> list[dic
     return messages
 
 
-def check_prompt(kind: str, prompt: PromptSpec) -> tuple[str, str] | None:
-    """``(field, message)`` for a template that would fail at run time, else ``None``."""
-    allowed = VARIABLES.get(kind, _COMMON)
+def check_prompt(kind: str, prompt: PromptSpec, team: TeamSpec | None = None,
+                 ) -> tuple[str, str] | None:
+    """``(field, message)`` for a template that would fail at run time, else ``None``.
+
+    A kind ``team`` declares (``kinds:``) gets :data:`DECLARED_VARIABLES`.
+    """
+    declared = team is not None and kind in team.kinds
+    allowed = DECLARED_VARIABLES if declared else VARIABLES.get(kind, _COMMON)
     for field in ("system", "user"):
         template = getattr(prompt, field)
         if template is None:

@@ -17,14 +17,18 @@ from concilium.cli import runs as runs_cmd
 from concilium.cli import serve as serve_cmd
 from concilium.cli import stats as stats_cmd
 from concilium.cli import teams as teams_cmd
+from concilium.cli.help import HelpGroup
 
 app = typer.Typer(
     name="concilium",
-    help="Run teams of LLM agents (generate, verify, critique, debate, reflect) defined in YAML.",
+    help="Run teams of LLM agents (generate, verify, critique, debate, reflect) defined in "
+    "YAML.\n\nShell completion: concilium --install-completion (bash, zsh, fish, "
+    "PowerShell); every command has --help with an example.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+    rich_markup_mode="rich",
+    cls=HelpGroup,
 )
 app.command("run")(run_cmd.run_command)
 app.command("serve")(serve_cmd.serve_command)

@@ -40,7 +40,14 @@ def run_command(
                           "sees it."),
     ] = None,
 ) -> None:
-    """Run TASK with the team in TEAM and print the answer, calls, tokens, cost and time."""
+    """Run TASK with the team in TEAM and print the answer, calls, tokens, cost and time.
+
+    A team with a person in it (role: human, or interrupt: on a role) asks at this
+    terminal; when nobody is there (stdin is not a terminal) the run stops paused and
+    prints the command that answers it: concilium runs resume RUN --answer '...'.
+
+    Example: concilium run examples/teams/gvr.yaml "What is 17 * 24 + 3?"
+    """
     import asyncio
 
     from concilium.agents.context import new_run_id
@@ -59,14 +66,22 @@ def run_command(
         err.print(f"[bold]{escape(loaded.name)}[/bold] ({escape(loaded.spec.strategy.name)}) "
                   f"run {escape(run_id)}", markup=True)
     on_step = None if quiet or json_out else print_step
+    from concilium.cli.ask import at_terminal, terminal_ask
+
     with outcome(run_id, json_out):
         run = loaded.arun(task, reference=reference, seed=seed, on_step=on_step, run_id=run_id,
-                          tests=tests.read_text("utf-8") if tests is not None else None)
+                          tests=tests.read_text("utf-8") if tests is not None else None,
+                          ask=terminal_ask if at_terminal() else None)
         finish(asyncio.run(run), json_out)
 
 
 def finish(result: Any, json_out: bool) -> None:
-    """Print a finished run: the answer and its cost, or the whole result as JSON."""
+    """Print a finished run: the answer and its cost, or the whole result as JSON; a run
+    paused for a person also says how to answer it."""
+    if result.status == "paused":
+        from concilium.cli.ask import paused_note
+
+        paused_note(result)
     if json_out:
         out.print_json(result.model_dump_json())
         return
@@ -94,7 +109,7 @@ def print_step(step: Any) -> None:
     tokens = (
         f"{step.get('prompt_tokens', 0)}→{step.get('completion_tokens', 0)} tok"
         if step.get("kind") == "llm"
-        else "tool"
+        else "person" if step.get("kind") == "human" else "tool"
     )
     extra = ""
     if step.get("cached"):

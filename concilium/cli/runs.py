@@ -37,7 +37,7 @@ def _tokens(prompt: int, completion: int) -> str:
 def list_command(
     team: Annotated[str | None, typer.Option(help="Only this team's runs.")] = None,
     status: Annotated[str | None, typer.Option(
-        help="ok, stopped, failed, cancelled or running.")] = None,
+        help="ok, stopped, failed, cancelled, paused or running.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="How many runs, newest first.")] = 20,
     wide: Annotated[bool, typer.Option("--wide", "-w", help="Also show each task.")] = False,
     as_json: JsonOpt = False,
@@ -187,11 +187,18 @@ def resume_command(
     max_tokens: Annotated[int | None, typer.Option(min=1, help="New token budget.")] = None,
     max_cost: Annotated[float | None, typer.Option(min=0, help="New cost budget ($).")] = None,
     timeout: Annotated[float | None, typer.Option(min=0, help="New wall-clock limit (s).")] = None,
+    answer: Annotated[str | None, typer.Option(
+        "--answer", "-a", help="A person's reply to the run's pending question (a run "
+        "paused for a person).")] = None,
 ) -> None:
-    """Finish a run that was killed or stopped, from its last checkpoint.
+    """Finish a run that was killed, stopped or paused, from its last checkpoint.
 
     No model call that had completed is made again. Budgets count the whole run, the
-    part before the stop included; raise them with the options to go on after one.
+    part before the stop included; raise them with the options to go on after one. A
+    run paused for a person goes on with --answer (further questions are asked at this
+    terminal, if it is one).
+
+    Example: concilium runs resume 3f2a9c --answer "no, 17 * 24 is 408"
     """
     import asyncio
 
@@ -210,7 +217,10 @@ def resume_command(
         limits = {key: value for key, value in (
             ("max_llm_calls", max_llm_calls), ("max_tokens", max_tokens),
             ("max_cost", max_cost), ("timeout_s", timeout)) if value is not None}
-        finish(asyncio.run(resume_run(run_id, model=model, limits=limits,
+        from concilium.cli.ask import at_terminal, terminal_ask
+
+        finish(asyncio.run(resume_run(run_id, model=model, limits=limits, answer=answer,
+                                      ask=terminal_ask if at_terminal() else None,
                                       on_step=None if quiet or json_out else print_step)),
                json_out)
 

@@ -78,12 +78,31 @@ def check_team(spec: TeamSpec) -> tuple[tuple[Any, ...], str] | None:
             return problem
     for key, role in spec.roles.items():
         if role.prompt is not None:
-            problem = check_prompt(spec.kind_of(key), role.prompt)
+            problem = check_prompt(spec.kind_of(key), role.prompt, spec)
             if problem is not None:
                 return ("roles", key, "prompt", problem[0]), problem[1]
+    for name, kind in spec.kinds.items():
+        problem = check_prompt(name, kind.prompt, spec)
+        if problem is not None:
+            return ("kinds", name, "prompt", problem[0]), problem[1]
+    if any(role.interrupt for role in spec.roles.values()):
+        from concilium.graphs.gates import gated_nodes
+
+        try:
+            gated_nodes(module.build(spec), spec)
+        except KeyError as missing:
+            key = str(missing.args[0])
+            return ("roles", key, "interrupt"), (
+                f"{name} has no node of role {key!r} to pause at; gate a role that is a "
+                "node of its own (its key or kind names a node of the graph)")
     return None
 
 
 def build_graph(spec: TeamSpec) -> Any:
-    """The team's uncompiled ``StateGraph``."""
-    return strategy_module(spec.strategy.name).build(spec)
+    """The team's uncompiled ``StateGraph``, with a person's pause at gated nodes."""
+    graph = strategy_module(spec.strategy.name).build(spec)
+    if any(role.interrupt for role in spec.roles.values()):
+        from concilium.graphs.gates import add_gates
+
+        graph = add_gates(graph, spec)
+    return graph

@@ -21,12 +21,18 @@ from concilium.agents.roles.reflector import reflect
 from concilium.agents.roles.results import Answer, Verdict
 from concilium.agents.roles.verifier import verify
 from concilium.graphs.state import RunState
-from concilium.teams import RoleSpec
+from concilium.teams import RoleSpec, TeamSpec
 
 __all__ = ["ANSWERING", "act"]
 
-ANSWERING = ("generator", "refiner", "debater", "judge")
-"""Role kinds whose result is an answer."""
+ANSWERING = ("generator", "refiner", "debater", "team", "judge")
+"""Role kinds whose result is an answer (and kinds the team declares with ``output:
+answer``)."""
+
+
+def _answering(ctx: RunContext, kinds: tuple[str, ...]) -> tuple[str, ...]:
+    """``kinds`` plus the team's own kinds that give an answer."""
+    return (*kinds, *(n for n, k in ctx.team.kinds.items() if k.output == "answer"))
 
 
 def _answers(state: RunState, kinds: tuple[str, ...], but: str = "") -> list[dict[str, Any]]:
@@ -75,11 +81,12 @@ async def act(ctx: RunContext, node: str, kind: str, spec: RoleSpec, order: list
     elif kind == "debater":
         own = Answer.model_validate(mine["answer"]) if mine.get("answer") else None
         answer, step = await argue(ctx, node, spec, task, own=own, lessons=lessons,
-                                   others=_answers(state, ("debater", "generator"), but=node),
+                                   others=_answers(state, _answering(ctx, ("debater", "generator",
+                                                                           "team")), but=node),
                                    round=number, sample=visits * len(order) + index)
         update["answer"] = result["answer"] = answer.model_dump()
     elif kind == "judge":
-        said = _answers(state, ANSWERING[:-1])
+        said = _answers(state, _answering(ctx, ANSWERING[:-1]))
         decision, step = await judge(ctx, node, spec, task, said, round=number,
                                      previous=current_answer.value)
         chosen = {"text": decision.text, "value": decision.answer, "program": None}
@@ -103,6 +110,42 @@ async def act(ctx: RunContext, node: str, kind: str, spec: RoleSpec, order: list
             winner = sides[0 if call.winner == "affirmative" else 1]
             update["answer"] = result["answer"] = {k: winner.get(k)
                                                    for k in ("text", "value", "program")}
+    elif kind == "team":
+        from concilium.graphs.subteam import run_team
+
+        assert isinstance(spec.team, TeamSpec)  # inlined at load (concilium.kinds)
+        others = _answers(state, _answering(ctx, ("debater", "generator", "team")),
+                          but=node) if visits else []
+        asked = task if not others else "\n\n".join([
+            task, "Solutions from the others:",
+            *(f"[{o['name']}]\n{o['text']}" for o in others),
+            "Check your reasoning against them and give an updated solution."])
+        inner = await run_team(ctx, node, spec.team, asked, lessons=lessons)
+        if inner.get("answer"):
+            update["answer"] = result["answer"] = inner["answer"]
+        result["stop_reason"] = inner.get("stop_reason")
+        return {**update, "results": {node: result}, "steps": inner["steps"]}
+    elif kind in ctx.team.kinds:
+        from concilium.agents.roles.declared import perform
+
+        output = ctx.team.kinds[kind].output
+        parsed, step = await perform(ctx, node, spec, kind, task, answer=current_answer,
+                                     feedback=_feedback(state), lessons=lessons, round=number,
+                                     answers=_answers(state, _answering(ctx, ANSWERING)),
+                                     notes=[{"name": n, "text": r["text"]} for n, r in
+                                            (state.get("results") or {}).items()
+                                            if r.get("text") is not None and n != node])
+        if output == "answer":
+            update["answer"] = result["answer"] = parsed
+        elif output == "verdict":
+            update["verdict"] = result["verdict"] = parsed
+            result["feedback"] = "" if parsed["accepted"] else parsed["feedback"] or \
+                parsed["reason"]
+        elif output == "critique":
+            update["critique"] = result["critique"] = parsed
+            result["feedback"] = "\n".join(f"- {issue}" for issue in parsed["issues"])
+        else:
+            result["text"] = parsed["text"]
     else:  # reflector
         last = state.get("verdict")
         rejected = Verdict.model_validate(last) if last else Verdict(accepted=False)

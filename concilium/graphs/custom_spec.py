@@ -19,6 +19,8 @@ from concilium.teams import TeamSpec
 __all__ = ["Edge", "Options", "back_edges", "check"]
 
 Problem = tuple[tuple[Any, ...], str] | None
+_STANDS_FOR = {"verdict": "verifier", "critique": "critic"}
+"""The built-in kind whose conditions a team's own kind satisfies, by its ``output``."""
 
 
 class Edge(BaseModel):
@@ -115,6 +117,7 @@ def check(spec: TeamSpec) -> Problem:
         except ValueError as error:
             return ("strategy", "edges", i, "when"), str(error)
         kinds = {spec.kind_of(n) for n in nodes}
+        kinds |= {_STANDS_FOR.get(spec.kinds[k].output, k) for k in kinds if k in spec.kinds}
         for kind in sorted(condition.needs - kinds):
             return ("strategy", "edges", i, "when"), \
                 f"condition {edge.when!r} needs a {kind} node; this graph has none"

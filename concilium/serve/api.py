@@ -101,7 +101,7 @@ async def start_run(request: Request, body: RunRequest) -> RunStarted:
 async def list_runs(
     request: Request,
     team: Annotated[str | None, Query(max_length=128)] = None,
-    status: Literal["running", "ok", "stopped", "failed", "cancelled"] | None = None,
+    status: Literal["running", "ok", "stopped", "failed", "cancelled", "paused"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[RunSummary]:
     manager = request.app.state.runs
@@ -114,17 +114,31 @@ async def list_runs(
     return out[:limit]
 
 
-@router.get("/runs/{run_id}", response_model=RunDetail, summary="A run: its result and steps.")
+@router.get("/runs/{run_id}", response_model=RunDetail,
+            summary="A run: its result, steps, and what it asks a person if it is paused.")
 async def get_run(request: Request, run_id: RunId) -> RunDetail:
     live = request.app.state.runs.get(run_id)
     row = await asyncio.to_thread(_ledger_row, run_id)
     if row is not None and (live is None or live.done):
         detail = RunDetail(**_row_summary(row).model_dump(),
                            steps=[redact_obj(_step_json(s)) for s in row.steps])
+        if row.status == "paused":
+            detail.pending = await _pending(run_id, live)
         return _merge(detail, live)
     if live is not None:
-        return RunDetail(**_live_summary(live).model_dump(), steps=live.steps)
+        return RunDetail(**_live_summary(live).model_dump(), steps=live.steps,
+                         pending=await _pending(run_id, live) if live.status == "paused" else [])
     raise ApiError(404, f"no run {run_id!r}", "not_found_error", param="run_id")
+
+
+async def _pending(run_id: str, live: Any) -> list[Any]:
+    """A paused run's questions: from this process's result, else from its checkpoint
+    (a run paused before this server started)."""
+    if live is not None and live.result is not None and live.result.status == "paused":
+        return redact_obj(list(live.result.pending))
+    from concilium.team import pending_questions
+
+    return redact_obj(await pending_questions(run_id))
 
 
 @router.get("/runs/{run_id}/events", summary="A run's events, live (Server-Sent Events).",
@@ -161,7 +175,8 @@ async def cancel_run(request: Request, run_id: RunId) -> RunSummary:
 
 
 @router.post("/runs/{run_id}/resume", response_model=RunStarted, status_code=202,
-             summary="Finish a stopped, cancelled or crashed run from its last checkpoint.")
+             summary="Answer a paused run's question, or finish a stopped, cancelled or "
+                     "crashed run, from its last checkpoint.")
 async def resume(request: Request, run_id: RunId,
                  body: Annotated[ResumeRequest | None, Body()] = None) -> RunStarted:
     from concilium import resume_run
@@ -178,14 +193,17 @@ async def resume(request: Request, run_id: RunId,
                        "does not serve", code="team_not_served")
     if row.status == "ok":
         raise ApiError(409, f"run {run_id!r} already finished", code="run_finished")
-    limits = {k: v for k, v in (body.model_dump() if body else {}).items() if v is not None}
+    given = body.model_dump() if body else {}
+    answer, question = given.pop("answer", None), given.pop("interrupt_id", None)
+    limits = {k: v for k, v in given.items() if v is not None}
     refused: list[BaseException] = []
 
     async def work(on_step: Any) -> Any:
         from concilium.errors import ConfigError
 
         try:
-            return await resume_run(run_id, on_step=on_step, limits=limits or None)
+            return await resume_run(run_id, on_step=on_step, limits=limits or None,
+                                    answer=answer, question=question)
         except ConfigError as error:  # no checkpoint, running elsewhere
             refused.append(error)
             raise

@@ -28,7 +28,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from concilium.agents.context import new_run_id
-from concilium.secrets import redact
+from concilium.secrets import redact, redact_obj
 from concilium.serve.http import ApiError, sse
 from concilium.serve.schemas import (
     MAX_TASK_CHARS,
@@ -233,7 +233,7 @@ def run_info(result: Any) -> dict[str, Any]:
             "error": redact(result.error or "") or None, "cost": usage.cost,
             "llm_calls": usage.llm_calls, "tool_calls": usage.tool_calls,
             "rounds": result.rounds, "wall_ms": result.wall_ms, "correct": result.correct,
-            "flips": result.flips}
+            "flips": result.flips, "pending": redact_obj(list(result.pending))}
 
 
 def _usage(result: Any) -> dict[str, int]:

@@ -31,7 +31,7 @@ from typing import Any
 
 from concilium.secrets import redact, redact_obj
 
-__all__ = ["LiveRun", "RunManager", "end_event", "step_event"]
+__all__ = ["LiveRun", "RunManager", "end_event", "pause_event", "step_event"]
 
 KEEP_FINISHED = 200
 """Finished runs kept in memory (for their events); older ones are read from the ledger."""
@@ -39,6 +39,13 @@ KEEP_FINISHED = 200
 
 def step_event(seq: int, step: dict[str, Any]) -> dict[str, Any]:
     return {"type": "step", "seq": seq, "step": redact_obj(dict(step))}
+
+
+def pause_event(result: Any) -> dict[str, Any]:
+    """The ``interrupt`` event: a run paused for a person, and what it asks them."""
+    pending = redact_obj(list(result.pending))
+    return {"type": "interrupt", "question": pending[0] if pending else None,
+            "pending": pending, "resume": f"/runs/{result.run_id}/resume"}
 
 
 def end_event(result: Any | None, *, status: str, error: str | None = None) -> dict[str, Any]:
@@ -201,6 +208,8 @@ class RunManager:
                 run.add(end_event(None, status="failed", error=run.error))
                 raise
             run.result, run.status = result, result.status
+            if result.status == "paused":  # announced before the end of this leg
+                run.add(pause_event(result))
             run.add(end_event(result, status=result.status))
             return result
 

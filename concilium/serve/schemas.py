@@ -166,9 +166,18 @@ class RunRequest(BaseModel):
 
 
 class ResumeRequest(BaseModel):
-    """``POST /runs/{id}/resume``: new budgets, to go on after a budget stop."""
+    """``POST /runs/{id}/resume``: a person's answer to a paused run's question, and/or
+    new budgets, to go on after a budget stop."""
 
     model_config = ConfigDict(extra="forbid")
+
+    answer: str | None = Field(
+        None, max_length=MAX_TASK_CHARS,
+        description="A person's reply to the run's first pending question (GET /runs/{id} "
+        "lists them); read by the parser of the role the person plays.")
+    interrupt_id: str | None = Field(
+        None, max_length=64, description="Which pending question `answer` replies to "
+        "(default: the first).")
 
     max_llm_calls: int | None = Field(None, ge=1, le=100_000)
     max_tokens: int | None = Field(None, ge=1, le=100_000_000)
@@ -205,8 +214,22 @@ class RunSummary(BaseModel):
     live: bool = Field(False, description="Running in this server process right now.")
 
 
+class PendingQuestion(BaseModel):
+    """What a run paused for a person asks (``role: human``, or a node's ``interrupt:``)."""
+
+    id: str = Field(description="The interrupt's id (``interrupt_id`` of a resume).")
+    node: str = ""
+    kind: str = Field("", description="The role kind the person plays, or `gate`.")
+    type: str = Field("question", description="question, before or after (a node's gate).")
+    question: str = ""
+    hint: str = Field("", description="How to answer.")
+
+
 class RunDetail(RunSummary):
     steps: list[dict[str, Any]] = Field(default_factory=list)
+    pending: list[PendingQuestion] = Field(
+        default_factory=list, description="A paused run's questions to a person; answer "
+        "with POST /runs/{id}/resume {\"answer\": ...}.")
 
 
 class TeamInfo(BaseModel):
