@@ -14,8 +14,12 @@ our runner, graphs and bookkeeping leave on the table.
 
 Target: at least 85 % of the bound at concurrency 32 (latency 0.5 s per call).
 
+Issue #17 asks for >= 80 % at 0.1 s per call with the ledger on: ``--latency 0.1
+--memory read`` (every run writes the ledger and recalls lessons, as
+``concilium eval --memory read`` does).
+
 Usage: ``python bench/eval_throughput.py [--items 400] [--concurrency 32]
-[--latency 0.5 0.25 0.1]``. Prints one row per latency.
+[--latency 0.5 0.25 0.1] [--memory off|read]``. Prints one row per latency.
 """
 
 from __future__ import annotations
@@ -50,7 +54,8 @@ def _script(latency_s: float) -> Any:
                   latency_s=latency_s)
 
 
-async def _measure(items: int, concurrency: int, latency_s: float) -> dict[str, float]:
+async def _measure(items: int, concurrency: int, latency_s: float,
+                   memory: str = "off") -> dict[str, float]:
     from concilium.agents.providers import scripted
     from concilium.eval.datasets import load_dataset
     from concilium.eval.runner import EvalOptions, Evaluation
@@ -61,7 +66,7 @@ async def _measure(items: int, concurrency: int, latency_s: float) -> dict[str, 
         teams = [load_team(teams_dir / "single.yaml", model="scripted/bench"),
                  load_team(teams_dir / "gvr.yaml", model="scripted/bench")]
         evaluation = Evaluation(teams, load_dataset(f"arith:{items}:0"), Path(out),
-                                EvalOptions(concurrency=concurrency))
+                                EvalOptions(concurrency=concurrency, memory=memory))  # type: ignore[arg-type]
         done: list[float] = []
         start = time.perf_counter()
         await evaluation.run(lambda index, record: done.append(time.perf_counter()))
@@ -80,11 +85,13 @@ async def _measure(items: int, concurrency: int, latency_s: float) -> dict[str, 
             "steady_ratio": steady / bound}
 
 
-async def _main(items: int, concurrency: int, latencies: list[float]) -> list[dict[str, float]]:
-    await _measure(8, 4, 0.0)  # warm-up: litellm's first call, graph compiles, imports
+async def _main(items: int, concurrency: int, latencies: list[float],
+                memory: str) -> list[dict[str, float]]:
+    await _measure(8, 4, 0.0, memory)  # warm-up: first calls, graph compiles, imports
     rows = []
     for latency in latencies:
-        rows.append({"latency_s": latency, **await _measure(items, concurrency, latency)})
+        rows.append({"latency_s": latency,
+                     **await _measure(items, concurrency, latency, memory)})
     return rows
 
 
@@ -94,10 +101,23 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--latency", type=float, nargs="+", default=[0.5, 0.25, 0.1],
                         help="seconds per model call; the target is stated at the first")
+    parser.add_argument("--memory", choices=["off", "read"], default="off",
+                        help="read: every run writes the ledger and recalls lessons "
+                             "(SQLite under a temporary CONCILIUM_HOME)")
     args = parser.parse_args()
-    rows = asyncio.run(_main(args.items, args.concurrency, args.latency))
+    import os
+
+    with tempfile.TemporaryDirectory() as home:
+        os.environ["CONCILIUM_HOME"] = home
+        os.environ.pop("CONCILIUM_DATABASE_URL", None)
+        rows = asyncio.run(_main(args.items, args.concurrency, args.latency, args.memory))
+        if args.memory != "off":
+            from concilium.memory.ledger import flush
+
+            flush(60.0)
     print(f"concilium eval throughput: {args.items} items x 2 teams, "
-          f"concurrency {args.concurrency}")
+          f"concurrency {args.concurrency}, memory {args.memory} (load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     print(f"{'latency/call':>12} {'runs':>5} {'critical path':>13} {'bound':>10} "
           f"{'steady':>10} {'ratio':>6} {'whole run':>10} {'ratio':>6} {'wall':>7}")
     for row in rows:

@@ -8,8 +8,10 @@ in-memory ledger. Every run's thread id is its run id, so ``concilium runs resum
 RUN`` finds the run's last checkpoint with nothing else to remember. Secrets are
 masked in what the saver writes (:class:`RedactingSerializer`), as in the ledger.
 
-A saver is opened per run (an ``async with``): aiosqlite and psycopg connections
-belong to one event loop, and a run is the unit a service embeds.
+A PostgreSQL saver is opened per run (an ``async with``): psycopg connections belong
+to one event loop. The SQLite saver is opened once per database file and process and
+shared by every run (:class:`SqliteCheckpointer`): opening one per run (a connection,
+a thread, the schema check) cost more than the run's checkpoints themselves.
 
 The saver's setup (its tables and migrations) runs under the ledger's schema lock
 (:func:`concilium.memory.db.schema_lock`), so processes starting together on a new
@@ -21,14 +23,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import os
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from langgraph.checkpoint.sqlite import SqliteSaver as _SqliteSaver
+
 from concilium.errors import ConfigError, MissingDependencyError
 
-__all__ = ["RunBusy", "checkpoint_path", "claim_run", "open_checkpointer", "thread_config"]
+__all__ = ["RunBusy", "SqliteCheckpointer", "checkpoint_path", "claim_run", "open_checkpointer",
+           "thread_config"]
 
 _ready: set[str] = set()
 """Databases whose checkpoint tables this process has created already."""
@@ -91,20 +101,12 @@ async def open_checkpointer(url: str | None = None) -> AsyncIterator[Any]:
         return
     import sqlite3
 
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
-    async with contextlib.AsyncExitStack() as stack:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # Opened once here first: aiosqlite's thread outlives a failed connect and
-            # then trips over the closed event loop, with a traceback of its own.
-            sqlite3.connect(path).close()
-            saver = await stack.enter_async_context(AsyncSqliteSaver.from_conn_string(str(path)))
-            stack.push_async_callback(_roll_back_unfinished, saver.conn)
-            await _set_up_sqlite(saver, url)
-        except (sqlite3.Error, OSError) as error:
-            raise _unusable(url, error) from None
-        yield _redacting(saver)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        saver = await _shared_sqlite(url, path)
+    except (sqlite3.Error, OSError) as error:
+        raise _unusable(url, error) from None
+    yield saver
 
 
 async def _set_up_postgres(saver: Any) -> None:
@@ -145,34 +147,198 @@ async def _set_up_postgres(saver: Any) -> None:
         await fetch("SELECT pg_advisory_unlock(%s)", key)
 
 
-async def _set_up_sqlite(saver: Any, url: str) -> None:
-    """Create the saver's tables (once per process and file, under the schema lock)."""
-    from concilium.memory.db import SQLITE_BUSY_TIMEOUT_MS
+class _Saver(_SqliteSaver):
+    def list_all(self, config: Any, **kwargs: Any) -> list[Any]:
+        """``list``, read to the end (a generator cannot cross to the worker thread)."""
+        return list(self.list(config, **kwargs))
 
-    # As long a wait for the write lock as the ledger's: aiosqlite's 5 s default is too
-    # short for many processes writing checkpoints on a busy machine ("database is locked").
-    await saver.conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-    if url in _ready:
-        await saver.setup()  # CREATE TABLE IF NOT EXISTS on existing tables: no write
-    else:
-        from filelock import FileLock, Timeout
 
-        from concilium.memory.db import SCHEMA_LOCK_WAIT_S, _schema_lock_timeout, schema_lock_path
+class SqliteCheckpointer(_Saver):
+    """LangGraph's SQLite saver, opened once per database file and process, shared by runs.
 
-        lock = FileLock(str(schema_lock_path(url)), timeout=SCHEMA_LOCK_WAIT_S,
-                        thread_local=False)
+    Opening a saver per run (a connection, a thread, the schema check) cost more than
+    the run's checkpoints. A checkpoint write in WAL mode with ``synchronous=NORMAL``
+    (as the ledger: a commit survives the process being killed, which is what resume
+    is for; only a power cut can lose the newest ones) is a few tens of microseconds,
+    less than handing it to a thread, so each operation runs right here, on a
+    connection that never waits for SQLite's write lock; only when another process
+    holds that lock does it go to a worker thread (:func:`_worker`) whose connection
+    waits as long as the ledger's does. Either way an operation is one short
+    transaction, so a cancelled run never leaves one open (and the lock held) behind
+    it. WAL checkpoints (the only fsyncs) are run by the worker, not by a run.
+    """
+
+    WAL_EVERY = 256
+    """Commits between the worker's WAL checkpoints."""
+
+    def __init__(self, path: Path) -> None:
+        import sqlite3
+
+        from concilium.memory.db import SQLITE_BUSY_TIMEOUT_MS
+
+        super().__init__(sqlite3.connect(str(path), check_same_thread=False, timeout=0))
+        # As long a wait for the write lock as the ledger's: many processes write here.
+        self.patient = _Saver(sqlite3.connect(
+            str(path), check_same_thread=False, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000))
+        self.path = path
+        self._commits = 0
+
+    def _configure(self) -> None:
+        """Create the tables, then tune both connections (on the worker, at open)."""
+        self.patient.setup()
+        # Not setup() again here: its ALTER TABLE may want the write lock, and this
+        # connection never waits for it.
+        self.is_setup, self._has_task_path = True, self.patient._has_task_path
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        for conn in (self.conn, self.patient.conn):
+            conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA wal_autocheckpoint=0")  # the worker's job, not a run's
+
+    async def _do(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        import sqlite3
+
         try:
-            await asyncio.to_thread(lock.acquire)
-        except Timeout:
-            raise _schema_lock_timeout() from None
-        try:
-            await saver.setup()
-        finally:
-            lock.release()
-        _ready.add(url)
-    # WAL with synchronous=NORMAL, as the ledger: a commit survives the process
-    # being killed (what resume is for); only a power cut can lose the newest ones.
-    await saver.conn.execute("PRAGMA synchronous=NORMAL")
+            result = getattr(_Saver, name)(self, *args, **kwargs)
+        except sqlite3.OperationalError as error:
+            if not _busy(error):
+                raise
+        else:
+            if name in ("put", "put_writes", "delete_thread"):
+                self._commits += 1
+                if self._commits % self.WAL_EVERY == 0:
+                    _worker().submit(self._wal_checkpoint)
+            return result
+        self.patient.serde = self.serde  # it may hold values serialised already
+        call = functools.partial(getattr(self.patient, name), *args, **kwargs)
+        return await asyncio.wrap_future(_worker().submit(call))
+
+    def _wal_checkpoint(self) -> None:
+        import sqlite3
+
+        with contextlib.suppress(sqlite3.Error), self.patient.lock:
+            self.patient.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    async def aget_tuple(self, config: Any) -> Any:
+        return await self._do("get_tuple", config)
+
+    async def alist(self, config: Any, *, filter: Any = None, before: Any = None,
+                    limit: int | None = None) -> AsyncIterator[Any]:
+        for item in await self._do("list_all", config, filter=filter, before=before,
+                                   limit=limit):
+            yield item
+
+
+    async def aput(self, config: Any, checkpoint: Any, metadata: Any,
+                   new_versions: Any) -> Any:
+        typed = _Serialized(self.serde.dumps_typed(checkpoint), checkpoint)
+        return await self._do("put", config, typed, metadata, new_versions)
+
+    async def aput_writes(self, config: Any, writes: Any, task_id: str,
+                          task_path: str = "") -> None:
+        typed = [(channel, _Serialized(self.serde.dumps_typed(value)))
+                 for channel, value in writes]
+        await self._do("put_writes", config, typed, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self._do("delete_thread", thread_id)
+
+    async def aget_delta_channel_history(self, *, config: Any, channels: Any) -> Any:
+        return await self._do("get_delta_channel_history", config=config, channels=channels)
+
+    def close(self) -> None:
+        for saver in (self, self.patient):
+            with saver.lock:
+                saver.conn.close()
+
+
+def _busy(error: BaseException) -> bool:
+    text = str(error).lower()
+    return "locked" in text or "busy" in text
+
+
+class _Serialized:
+    """A value :class:`RedactingSerializer` has serialised already (on the event loop);
+    ``saver.put`` may still read its fields (the checkpoint's ``id``)."""
+
+    __slots__ = ("typed", "value")
+
+    def __init__(self, typed: tuple[str, bytes], value: Any = None) -> None:
+        self.typed = typed
+        self.value = value
+
+    def __getitem__(self, key: str) -> Any:
+        return self.value[key]
+
+
+MAX_OPEN_SQLITE = 16
+"""Checkpoint files kept open per process (a test session touches hundreds)."""
+_sqlite_savers: OrderedDict[str, SqliteCheckpointer] = OrderedDict()
+_sqlite_lock = threading.Lock()
+_workers: dict[int, ThreadPoolExecutor] = {}
+
+
+def _worker() -> ThreadPoolExecutor:
+    """The thread every SQLite checkpoint operation of this process runs on (one per pid:
+    a forked child gets its own)."""
+    pid = os.getpid()
+    worker = _workers.get(pid)
+    if worker is None:
+        with _sqlite_lock:
+            worker = _workers.get(pid)
+            if worker is None:
+                worker = _workers[pid] = ThreadPoolExecutor(
+                    1, thread_name_prefix="concilium-checkpoints")
+    return worker
+
+
+async def _shared_sqlite(url: str, path: Path) -> SqliteCheckpointer:
+    """This process's saver for checkpoint file ``path``, opened and set up on first use."""
+    key = f"{os.getpid()}:{path}"
+    with _sqlite_lock:
+        saver = _sqlite_savers.get(key)
+        if saver is not None:
+            _sqlite_savers.move_to_end(key)
+            return saver
+    saver = await asyncio.wrap_future(_worker().submit(_open_sqlite, url, path))
+    with _sqlite_lock:
+        if key in _sqlite_savers:  # opened meanwhile by another task: keep that one
+            _worker().submit(saver.close)
+            return _sqlite_savers[key]
+        _sqlite_savers[key] = saver
+        while len(_sqlite_savers) > MAX_OPEN_SQLITE:
+            # Forgotten, not closed: a run may still hold it; its connection closes
+            # when the last holder lets go.
+            _sqlite_savers.popitem(last=False)
+    return saver
+
+
+def _open_sqlite(url: str, path: Path) -> SqliteCheckpointer:
+    """Open ``path`` and create the saver's tables (under the schema lock, once per
+    process and file: processes starting together on a new database must not race)."""
+    saver = _redacting(SqliteCheckpointer(path))
+    try:
+        if url in _ready:
+            saver._configure()  # CREATE TABLE IF NOT EXISTS on existing tables: no write
+        else:
+            from filelock import FileLock, Timeout
+
+            from concilium.memory.db import (
+                SCHEMA_LOCK_WAIT_S,
+                _schema_lock_timeout,
+                schema_lock_path,
+            )
+
+            try:
+                with FileLock(str(schema_lock_path(url)), timeout=SCHEMA_LOCK_WAIT_S,
+                              thread_local=False):
+                    saver._configure()
+            except Timeout:
+                raise _schema_lock_timeout() from None
+            _ready.add(url)
+    except BaseException:
+        saver.close()
+        raise
+    return saver
 
 
 def _unusable(url: str, error: BaseException) -> ConfigError:
@@ -181,20 +347,6 @@ def _unusable(url: str, error: BaseException) -> ConfigError:
     return ConfigError(f"cannot open the checkpoint database of {_safe(url)}: "
                        f"{_one_line(error)}; set CONCILIUM_DATABASE_URL, or run without "
                        "checkpoints (CONCILIUM_CHECKPOINT=false)")
-
-
-async def _roll_back_unfinished(conn: Any) -> None:
-    """Roll back a write a cancelled run left uncommitted, before the connection closes.
-
-    A run cancelled while the saver writes (Ctrl-C, a service cancelling its task) can
-    leave an INSERT without its COMMIT. Closing such a connection while a cancelled
-    read's cursor is still referenced (by the exception's traceback) turns it into a
-    zombie that keeps the write lock: every later run in the process then fails with
-    "database is locked". A rollback first releases the lock whatever holds the cursor.
-    """
-    with contextlib.suppress(Exception):  # closed already, or never opened
-        if conn.in_transaction:
-            await conn.rollback()
 
 
 _memory_savers: dict[str, Any] = {}
@@ -211,6 +363,8 @@ class RedactingSerializer:
         self.inner = inner
 
     def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+        if isinstance(obj, _Serialized):
+            return obj.typed
         from concilium.secrets import redact_obj
 
         return self.inner.dumps_typed(redact_obj(obj))  # type: ignore[no-any-return]
@@ -254,7 +408,7 @@ async def claim_run(run_id: str, saver: Any, url: str | None = None) -> AsyncIte
 
         url = get_settings().sqlalchemy_url()
     path = checkpoint_path(url)
-    if path is None or type(saver).__name__ != "AsyncSqliteSaver":
+    if path is None or not isinstance(saver, SqliteCheckpointer):
         yield
         return
     with _file_claim(run_id, path.parent / "runs"):

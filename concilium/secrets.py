@@ -32,11 +32,27 @@ _NAMED: set[str] = set()
 def mark_secret_names(names: Iterable[str]) -> None:
     """Treat these environment variables as secrets whatever their names (a team's
     ``api_key_env`` may name ``VLLM_A`` rather than ``*_KEY``)."""
+    global _known
     _NAMED.update(names)
+    _known = None
+
+
+_known: tuple[dict[Any, Any], list[str]] | None = None
+"""The environment :func:`secret_values` last read, and what it found there."""
 
 
 def secret_values() -> list[str]:
-    """Secret values known right now, longest first (so overlapping ones mask fully)."""
+    """Secret values known right now, longest first (so overlapping ones mask fully).
+
+    Called for every step, checkpoint and ledger batch, so the answer is kept until the
+    environment changes: comparing it with the copy read last takes a microsecond,
+    reading it again (decoding and matching every variable) a few hundred.
+    """
+    global _known
+    raw = getattr(os.environ, "_data", None)  # CPython's own dict under os.environ
+    known = _known
+    if known is not None and raw is not None and known[0] == raw:
+        return known[1]
     values = {
         value
         for name, value in os.environ.items()
@@ -46,7 +62,13 @@ def secret_values() -> list[str]:
         password = urlsplit(os.environ.get(name, "")).password
         if password and len(password) >= 3:
             values.add(password)
-    return sorted(values, key=len, reverse=True)
+    found = sorted(values, key=len, reverse=True)
+    if isinstance(raw, dict):
+        try:
+            _known = (dict(raw), found)
+        except RuntimeError:  # another thread changed the environment meanwhile
+            _known = None
+    return list(found)
 
 
 def redact(text: str, secrets: list[str] | None = None) -> str:

@@ -614,7 +614,7 @@ async def _forget(saver: Any, ctx: RunContext, run_id: str) -> None:
     every step (they would grow with the square of a run's length)."""
     await saver.adelete_thread(run_id)
     if ctx.journal is not None:
-        await asyncio.to_thread(ctx.journal.forget)
+        ctx.journal.forget_later()  # with the ledger's next batch: the run does not wait
 
 
 def _merge_steps(saved: list[Step], seen: list[Step]) -> list[Step]:

@@ -95,3 +95,30 @@ async def test_scripts_load_from_yaml_files(tmp_path, monkeypatch) -> None:
     first = await chat(MESSAGES, model="scripted/fromfile")
     second = await chat([{"role": "user", "content": "say two"}], model="scripted/fromfile")
     assert (first.text, second.text) == ("Answer: 1", "Answer: 2")
+
+
+def test_a_run_on_our_own_providers_never_imports_litellm(tmp_path) -> None:
+    """Importing litellm is most of a cold start (issue #17): scripted/ and local/ calls,
+    and OpenAI-compatible servers, are made without it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    code = (
+        "import sys\n"
+        "from concilium import load_team\n"
+        "from concilium.agents.providers import scripted\n"
+        "scripted.register('cold', scripted.Script(default='Answer: 5'))\n"
+        f"team = load_team({str(root / 'examples' / 'teams' / 'single.yaml')!r}, "
+        "model='scripted/cold')\n"
+        "result = team.run('What is 2+3?')\n"
+        "assert result.answer == '5', result\n"
+        "print('litellm' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(root), "CONCILIUM_HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "False"

@@ -19,6 +19,16 @@ LESSON = "Multiply the unit price by the count before adding anything else."
 TRAIN_LESSON = "Distance is speed times the hours elapsed between the two clock times."
 
 
+def test_the_head_read_from_the_files_is_alembics() -> None:
+    """``head_revision`` reads the migration files without alembic (start-up time)."""
+    from alembic.script import ScriptDirectory
+
+    from concilium.memory.db import _alembic_config
+
+    head_revision.cache_clear()
+    assert head_revision() == ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
 def test_schema_migrates_up_from_empty(db_url: str) -> None:  # noqa: F811
     db = open_database(db_url)
     tables = set(inspect(db.engine).get_table_names())

@@ -212,7 +212,8 @@ class RunContext:
         if self.journal is not None and key:  # on disk before anyone uses the reply
             entry = dataclasses.asdict(result)
             entry["text"] = redact(entry["text"])
-            await asyncio.to_thread(self.journal.put, key, entry)
+            if not self.journal.put_now(key, entry):  # SQLite's lock was taken: wait for it
+                await asyncio.to_thread(self.journal.put, key, entry)
         self._count(result)
         return result
 

@@ -16,6 +16,7 @@ import itertools
 import json
 import os
 import random
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -49,6 +50,13 @@ _call_ids = itertools.count(1)
 # chat() re-raise the original (e.g. ScriptExhausted, a missing dependency).
 _provider_errors: dict[int, BaseException] = {}
 _allowed_providers: frozenset[str] | None = None
+_OWN = frozenset({"local", "scripted"})
+"""Our in-process providers (:data:`concilium.agents.providers.OWN`)."""
+_KNOWN = frozenset({"openai", "hosted_vllm", "ollama", "ollama_chat", "local", "scripted",
+                    "faulty"})
+"""Providers litellm routes (ours registered with it): no need to import it to ask."""
+_prices: dict[str, tuple[float, float]] = {}
+"""Prices given to :func:`register_price`: (per input token, per output token)."""
 
 
 @dataclass(frozen=True)
@@ -171,6 +179,8 @@ def litellm_module() -> Any:
 
         custom_llm_setup()
         _litellm = litellm
+        for model, (per_input, per_output) in _prices.items():
+            _register_in_litellm(model, per_input, per_output)
     return _litellm
 
 
@@ -179,7 +189,13 @@ def register_price(model: str, *, input_per_token: float, output_per_token: floa
 
     Its calls then report a cost, and a team's ``max_cost`` budget applies to them.
     """
-    litellm_module().register_model({model: {
+    _prices[model] = (input_per_token, output_per_token)
+    if _litellm is not None:  # else registered when litellm is first imported
+        _register_in_litellm(model, input_per_token, output_per_token)
+
+
+def _register_in_litellm(model: str, input_per_token: float, output_per_token: float) -> None:
+    _litellm.register_model({model: {
         "input_cost_per_token": input_per_token, "output_cost_per_token": output_per_token,
         "litellm_provider": model.split("/", 1)[0], "mode": "chat"}})
 
@@ -190,7 +206,11 @@ def supports_json_schema(model: str) -> bool:
     Roles that parse a reply (critic, verifier) ask for a schema where it is honoured
     and fall back to explicit text markers elsewhere (the local and scripted models).
     litellm's table decides; a model it does not know gets markers, never an error.
+    Our own providers are in that table only if someone registered them there, which
+    takes litellm loaded: while it is not, they get markers without importing it.
     """
+    if _litellm is None and "litellm" not in sys.modules and provider_of(model) in _OWN:
+        return False
     try:
         return bool(litellm_module().supports_response_schema(model=model))
     except Exception:  # an unknown provider or model: no schema
@@ -244,6 +264,8 @@ def unknown_provider(model: str) -> str | None:
     if "/" not in model:
         return None  # a bare name: litellm infers the provider (gpt-4o, claude-3-...)
     provider = model.split("/", 1)[0]
+    if provider in _KNOWN:
+        return None  # known without importing litellm (seconds at start-up)
     lm = litellm_module()
     known = {str(getattr(p, "value", p)) for p in lm.provider_list}
     known |= {str(entry["provider"]) for entry in lm.custom_provider_map}
@@ -270,8 +292,8 @@ def _is_transient(error: BaseException) -> bool:
         return True
     if isinstance(error, ConciliumError):
         return False
-    lm = _litellm
-    if lm is not None:
+    lm = sys.modules.get("litellm")
+    if lm is not None and hasattr(lm, "exceptions"):
         transient = (
             lm.exceptions.Timeout,
             lm.exceptions.RateLimitError,
@@ -329,14 +351,29 @@ async def _one_call(
     params: dict[str, Any],
     metadata: dict[str, Any],
     policy: RetryPolicy,
-) -> Any:
-    lm = litellm_module()
-    call_id = next(_call_ids)
-    try:
+) -> tuple[str, int, int, float, list[dict[str, Any]], str | None]:
+    """One try: ``(text, prompt tokens, completion tokens, cost, tool calls, finish reason)``.
+
+    Our own providers and OpenAI-compatible servers are called directly
+    (:mod:`concilium.agents.direct`); everything else, and any call offering ``tools``
+    (the direct client does not read tool calls back), goes through litellm.
+    """
+    from concilium.agents import direct
+
+    call = direct.route(model, params) if not params.get("tools") else None
+    if call is not None:
         # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives as
         # the call completes, and a cancelled (Ctrl-C'd) run would then carry on.
         async with asyncio.timeout(policy.timeout_s):
-            return await lm.acompletion(
+            text, prompt, completion = await call(model, messages, params, metadata,
+                                                  policy.timeout_s)
+        return (text, prompt, completion, direct.price_of(model, prompt, completion, _prices),
+                [], None)
+    lm = litellm_module()
+    call_id = next(_call_ids)
+    try:
+        async with asyncio.timeout(policy.timeout_s):
+            response = await lm.acompletion(
                 model=model,
                 messages=list(messages),
                 metadata={**metadata, "concilium_call_id": call_id},
@@ -351,6 +388,7 @@ async def _one_call(
         raise
     finally:
         _provider_errors.pop(call_id, None)
+    return (_content(response), *_usage_cost(lm, response), *_tool_calls(response))
 
 
 async def chat(
@@ -444,7 +482,8 @@ async def chat(
                 async with breaker.guard(name, wait=index == len(routes) - 1,
                                          transient=_is_transient, retry_after=_retry_after_s):
                     attempts += 1
-                    response = await _one_call(candidate, messages,
+                    (text, prompt_tokens, completion_tokens, cost, calls,
+                     finish) = await _one_call(candidate, messages,
                                                {**params, **route.params()}, metadata or {},
                                                retry)
             except breaker.CircuitOpen as cooling:
@@ -461,9 +500,6 @@ async def chat(
                 if attempt < retry.attempts:
                     await asyncio.sleep(_backoff_s(retry, attempt, error))
                 continue
-            text = _content(response)
-            calls, finish = _tool_calls(response)
-            prompt_tokens, completion_tokens, cost = _usage_cost(_litellm, response)
             if key is not None and cache is not None and index == 0:
                 await cache.put(key, {"text": text, "model": candidate,
                                       "prompt_tokens": prompt_tokens,

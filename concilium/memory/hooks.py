@@ -321,18 +321,34 @@ async def open_run_memory(
     wants_behaviors = spec.memory.behaviors_k > 0 and not resume and behaviors is None
     if not (record or wants_recall or wants_behaviors or remember_policy(spec) != "never"):
         return None
-    if memory is None or memory is True:
+    namespace = namespace_of(spec)
+    chosen = memory
+
+    def open_and_recall() -> tuple[Memory, list[Lesson]]:
+        """Both in one trip off the event loop (each trip is a thread hand-off)."""
+        if chosen is None or chosen is True:
+            from concilium.memory.store import Memory
+
+            opened = Memory.open()
+        else:
+            opened = chosen
+        if not wants_recall:
+            return opened, []
+        return opened, opened.recall(task, namespace=namespace, k=spec.memory.recall_k,
+                                     verified_only=spec.memory.verified_only)
+
+    if chosen is None or chosen is True:
         from concilium.memory.store import Memory
 
-        memory = await asyncio.to_thread(Memory.open)
-    namespace = namespace_of(spec)
+        cached = Memory.open(cached_only=True)  # a dict lookup: the process opened it before
+    else:
+        cached = chosen
+    if cached is not None and (not wants_recall or cached.surely_empty(namespace)):
+        memory, recalled = cached, []
+    else:
+        memory, recalled = await asyncio.to_thread(open_and_recall)
     run = RunMemory(memory=memory, spec=spec, namespace=namespace, task=task,
-                    run_id=ctx.run_id)
-    if wants_recall:
-        run.recalled = await asyncio.to_thread(
-            memory.recall, task, namespace=namespace, k=spec.memory.recall_k,
-            verified_only=spec.memory.verified_only,
-        )
+                    run_id=ctx.run_id, recalled=recalled)
     from concilium.memory.behaviors import MemoryView, RecalledBehavior, recall_behaviors
 
     if behaviors is not None:

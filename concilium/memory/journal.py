@@ -52,6 +52,30 @@ class CallJournal:
     def get(self, key: str) -> dict[str, Any] | None:
         return self.known.get(key)
 
+    def put_now(self, key: str, result: dict[str, Any]) -> bool:
+        """Commit one call's result right here if that takes no waiting (SQLite, its write
+        lock free): ``True`` if done; ``False``: call :meth:`put` off the event loop."""
+        import sqlite3
+
+        from concilium.memory.db import is_busy
+        from concilium.memory.ledger import _values
+        from concilium.memory.models import utcnow
+
+        with self.db.quick_write() as conn:
+            if conn is None:
+                return False
+            row = _values({"run_id": self.run_id, "key": key, "at": utcnow(),
+                           "result": result}, "sqlite")
+            try:
+                conn.execute("INSERT OR IGNORE INTO calls (run_id, key, result, at) "
+                             "VALUES (:run_id, :key, :result, :at)", row)
+            except sqlite3.OperationalError as error:
+                if is_busy(error):
+                    return False
+                raise
+        self.known[key] = result
+        return True
+
     def put(self, key: str, result: dict[str, Any]) -> None:
         """Commit one call's result (blocking; the caller runs it off the event loop)."""
         from concilium.memory.db import _thread_lock
@@ -68,6 +92,13 @@ class CallJournal:
         # together would otherwise meet in SQLite's busy handler, which sleeps for ms.
         with _thread_lock(f"{self.db.url}:journal"), self.db.write_engine.begin() as conn:
             conn.exec_driver_sql(driver_sql(sql, dialect), row)
+
+    def forget_later(self) -> None:
+        """Delete the run's journal in the ledger writer's next batch (the run does not wait)."""
+        from concilium.memory.ledger import forget_calls
+
+        self.known.clear()
+        forget_calls(self.db, self.run_id)
 
     def forget(self) -> None:
         """Delete the run's journal (it finished: nothing is left to resume)."""

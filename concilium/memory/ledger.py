@@ -43,7 +43,8 @@ if TYPE_CHECKING:
     from concilium.memory.redis_layer import RedisLayer
     from concilium.team import RunResult
 
-__all__ = ["Ledger", "RunRecorder", "find_run", "flush", "list_runs", "usage_stats"]
+__all__ = ["Ledger", "RunRecorder", "find_run", "flush", "forget_calls", "list_runs",
+           "usage_stats"]
 
 log = logging.getLogger(__name__)
 
@@ -163,12 +164,17 @@ class RunRecorder:
         return _writer.flush(timeout_s)
 
 
+def forget_calls(db: Database, run_id: str) -> None:
+    """Queue the deletion of a finished run's call journal (:mod:`concilium.memory.journal`)."""
+    _writer.submit(_Op("forget_calls", db, None, run_id))
+
+
 # ---------------------------------------------------------------------------- the writer
 
 
 @dataclass
 class _Op:
-    kind: str  # run_start | step | event | run_end | barrier
+    kind: str  # run_start | step | event | run_end | use | forget_calls | barrier
     db: Database | None = None
     redis: RedisLayer | None = None
     run_id: str = ""
@@ -184,6 +190,8 @@ class _Writer:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._pending = 0  # ops submitted and not yet written (a hint: no lock needed)
+        self._urgent = threading.Event()
+        """Set by :meth:`flush`: stop lingering, write now."""
         self._unsent: dict[RedisLayer, deque[tuple[str, dict[str, Any]]]] = {}
         """Events each downed Redis has yet to receive (touched by the writer thread only)."""
 
@@ -202,6 +210,7 @@ class _Writer:
             return True
         done = threading.Event()
         self.submit(_Op("barrier", done=done))
+        self._urgent.set()
         return done.wait(timeout_s)
 
     def _loop(self) -> None:
@@ -212,10 +221,15 @@ class _Writer:
                 for redis in list(self._unsent):
                     self._publish_safely(redis, [])
                 continue
-            deadline = time.monotonic() + LINGER_S
+            if batch[0].kind != "barrier":
+                # Linger for what comes next without waking up for each of it: a thread
+                # woken per event costs the event loop a GIL hand-off each time. A flush
+                # ends the wait at once.
+                self._urgent.wait(LINGER_S)
+            self._urgent.clear()
             while batch[-1].kind != "barrier" and len(batch) < MAX_BATCH:
                 try:
-                    batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                    batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
             try:
@@ -244,7 +258,8 @@ class _Writer:
                 _commit(db, sql_ops)
             redis = ops[0].redis
             if redis is not None:
-                self._publish(redis, [(op.run_id, _event(op)) for op in ops if op.kind != "use"])
+                self._publish(redis, [(op.run_id, _event(op)) for op in ops
+                                      if op.kind not in ("use", "forget_calls")])
 
     def _retry_in(self) -> float | None:
         """How long the writer may sleep: until the next Redis retry if events wait for one."""
@@ -339,6 +354,7 @@ def _apply(db: Database, ops: list[_Op]) -> None:
     rows: dict[str, list[dict[str, Any]]] = {"run_start": [], "run_resume": [], "step": [],
                                              "run_end": [], "fail": []}
     uses: list[_Op] = []
+    forgotten: list[dict[str, Any]] = []
     for op in ops:
         if op.kind == "run_start":
             rows["run_start"].append(_values(op.data, dialect))
@@ -352,6 +368,8 @@ def _apply(db: Database, ops: list[_Op]) -> None:
             rows[kind].append(_values({**op.data, "id": op.run_id}, dialect))
         elif op.kind == "use":
             uses.append(op)
+        elif op.kind == "forget_calls":
+            forgotten.append({"run_id": op.run_id})
     with db.write_engine.begin() as conn:
         for kind, params in rows.items():
             if params:
@@ -359,6 +377,9 @@ def _apply(db: Database, ops: list[_Op]) -> None:
                 conn.exec_driver_sql(driver_sql(sql, dialect), params)
         for op in uses:
             _record_use(conn, op)
+        if forgotten:
+            conn.exec_driver_sql(driver_sql("DELETE FROM calls WHERE run_id = :run_id",
+                                            dialect), forgotten)
     reviews = [op for op in uses if op.data.get("review")]
     if reviews:  # after the commit: the rule reads the uses just written (issue 13)
         _review(db, ops[0].redis, reviews)

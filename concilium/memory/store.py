@@ -185,6 +185,7 @@ class Memory:
         *,
         redis_url: str | Literal[False] | None = None,
         redis_prefix: str | None = None,
+        cached_only: bool = False,
     ) -> Memory:
         """The process's memory for a database URL (default: settings), migrated on first use.
 
@@ -192,6 +193,8 @@ class Memory:
             url: SQLAlchemy URL; default ``CONCILIUM_DATABASE_URL`` or SQLite under home.
             redis_url: Redis URL; default ``CONCILIUM_REDIS_URL``; ``False`` for none.
             redis_prefix: key prefix; default ``CONCILIUM_REDIS_PREFIX``.
+            cached_only: return ``None`` instead of opening a memory this process has
+                not opened yet (opening may migrate: not on an event loop).
         """
         from concilium.settings import get_settings
 
@@ -204,6 +207,8 @@ class Memory:
                settings.cache_any_temperature)
         with _open_lock:
             memory = _memories.get(key)
+            if memory is None and cached_only:
+                return None  # type: ignore[return-value]
             if memory is None:
                 layer = None
                 if redis_url:
@@ -347,6 +352,24 @@ class Memory:
                                  + [("behavior", i) for i in behaviors])
 
     # ---------------------------------------------------------------- recall
+
+    def surely_empty(self, namespace: str) -> bool:
+        """Whether ``namespace`` has no lessons, if that can be told at once (SQLite, one
+        indexed lookup on the event loop); ``False`` when it cannot: recall to know.
+
+        A run of a team with nothing to recall then skips a trip off the event loop.
+        """
+        import sqlite3
+
+        with self.db.quick_write() as conn:
+            if conn is None:
+                return False
+            try:
+                row = conn.execute("SELECT 1 FROM reflections WHERE namespace = ? LIMIT 1",
+                                   (namespace,)).fetchone()
+            except sqlite3.Error:
+                return False
+        return row is None
 
     def recall(
         self, task: str, *, namespace: str, k: int = 3, verified_only: bool = True

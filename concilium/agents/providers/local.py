@@ -30,13 +30,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from litellm import CustomLLM
-
-from concilium.agents.llm import record_provider_error
-from concilium.agents.providers.base import call_metadata, fill_response
 from concilium.errors import ConfigError, MissingDependencyError
 
-__all__ = ["KNOWN_MODELS", "LocalProvider", "gguf_path", "load_model", "on_model_thread"]
+__all__ = ["KNOWN_MODELS", "areply", "gguf_path", "load_model", "on_model_thread", "reply"]
 
 # model name -> (distribution that ships it, file name inside it)
 KNOWN_MODELS: dict[str, tuple[str, str]] = {
@@ -330,53 +326,42 @@ def _scomplete(name: str, messages: list[dict[str, str]], params: dict[str, Any]
     return _as_completion(batch.submit(_request(batch, messages, params)).result())
 
 
-class LocalProvider(CustomLLM):
-    """The litellm side of ``local/<name>``: the chat template, on the model's thread."""
-
-    async def acompletion(self, model, messages, api_base, custom_prompt_dict, model_response,
-                          print_verbose, encoding, api_key, logging_obj, optional_params,
-                          acompletion=None, litellm_params=None, logger_fn=None, headers=None,
-                          timeout=None, client=None):  # type: ignore[override]
-        meta = call_metadata(litellm_params)
-        try:
-            out = await _acomplete(model, messages, dict(optional_params))
-        except Exception as error:
-            record_provider_error(meta.get("concilium_call_id"), _as_config_error(error))
-            raise
-        return _fill(model_response, model, out)
-
-    def completion(self, model, messages, api_base, custom_prompt_dict, model_response,
-                   print_verbose, encoding, api_key, logging_obj, optional_params,
-                   acompletion=None, litellm_params=None, logger_fn=None, headers=None,
-                   timeout=None, client=None):  # type: ignore[override]
-        meta = call_metadata(litellm_params)
-        try:
-            out = _scomplete(model, messages, dict(optional_params))
-        except Exception as error:
-            record_provider_error(meta.get("concilium_call_id"), _as_config_error(error))
-            raise
-        return _fill(model_response, model, out)
+async def areply(model: str, messages: list[dict[str, Any]], params: dict[str, Any],
+                 meta: dict[str, Any]) -> tuple[str, int, int]:
+    """Answer one call to ``local/<model>`` on the model's thread: ``(text, prompt tokens,
+    completion tokens)``. Called by the model door directly and by litellm's adapter."""
+    try:
+        return _reply_of(await _acomplete(model, messages, dict(params)))
+    except ValueError as error:
+        if _is_too_long(error):
+            raise _too_long(error) from error
+        raise
 
 
-def _as_config_error(error: Exception) -> Exception:
+def reply(model: str, messages: list[dict[str, Any]], params: dict[str, Any],
+          meta: dict[str, Any]) -> tuple[str, int, int]:
+    """:func:`areply`, blocking (litellm's synchronous ``completion``)."""
+    try:
+        return _reply_of(_scomplete(model, messages, dict(params)))
+    except ValueError as error:
+        if _is_too_long(error):
+            raise _too_long(error) from error
+        raise
+
+
+def _is_too_long(error: ValueError) -> bool:
     """llama.cpp raises ValueError for prompts longer than its context: that is not transient."""
-    if isinstance(error, ValueError) and "context" in str(error).lower():
-        return ConfigError(
-            f"prompt too long for the local model ({CONTEXT_TOKENS} tokens): {error}"
-        )
-    return error
+    return "context" in str(error).lower()
 
 
-def _fill(model_response: Any, model: str, out: dict[str, Any]) -> Any:
+def _too_long(error: ValueError) -> ConfigError:
+    return ConfigError(f"prompt too long for the local model ({CONTEXT_TOKENS} tokens): {error}")
+
+
+def _reply_of(out: dict[str, Any]) -> tuple[str, int, int]:
     usage = out.get("usage") or {}
     text = out["choices"][0]["message"].get("content") or ""
-    return fill_response(
-        model_response,
-        model=f"local/{model}",
-        text=text,
-        prompt_tokens=int(usage.get("prompt_tokens", 0)),
-        completion_tokens=int(usage.get("completion_tokens", 0)),
-    )
+    return text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
 
 
 def warm(name: str = "smollm2") -> float:

@@ -1,4 +1,4 @@
-"""``scripted/<name>``: a deterministic model for tests, reached through litellm like any other.
+"""``scripted/<name>``: a deterministic model for tests, reached through the model door.
 
 A :class:`Script` answers each call from per-role queues, then from rules (a
 regex on the prompt, or any function of the call), then from a default. When
@@ -26,13 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from litellm import CustomLLM
 
-from concilium.agents.llm import record_provider_error
-from concilium.agents.providers.base import call_metadata, fill_response, rough_tokens
+from concilium.agents.providers.base import rough_tokens
 from concilium.errors import ConfigError, ScriptExhausted
 
-__all__ = ["Rule", "Script", "ScriptCall", "ScriptedProvider", "get", "register", "use"]
+__all__ = ["Rule", "Script", "ScriptCall", "areply", "get", "register", "reply", "use"]
 
 
 @dataclass(frozen=True)
@@ -191,40 +189,27 @@ def get(name: str) -> Script:
     )
 
 
-class ScriptedProvider(CustomLLM):
-    """The litellm side of ``scripted/<name>``."""
+async def areply(model: str, messages: list[dict[str, Any]], params: dict[str, Any],
+                 meta: dict[str, Any]) -> tuple[str, int, int]:
+    """Answer one call to ``scripted/<model>``: ``(text, prompt tokens, completion tokens)``.
 
-    async def acompletion(self, model, messages, api_base, custom_prompt_dict, model_response,
-                          print_verbose, encoding, api_key, logging_obj, optional_params,
-                          acompletion=None, litellm_params=None, logger_fn=None, headers=None,
-                          timeout=None, client=None):  # type: ignore[override]
-        meta = call_metadata(litellm_params)
-        try:
-            script = get(model)
-            delay = _delay(script, messages, optional_params, meta)
-            if delay:
-                await asyncio.sleep(delay)
-            text = _answer(script, messages, optional_params, meta)
-        except Exception as error:
-            record_provider_error(meta.get("concilium_call_id"), error)
-            raise
-        return _fill(model_response, model, messages, text)
+    Called by the model door directly (no litellm needed) and by litellm's adapter.
+    """
+    script = get(model)
+    delay = _delay(script, messages, params, meta)
+    if delay:
+        await asyncio.sleep(delay)
+    return _usage(messages, _answer(script, messages, params, meta))
 
-    def completion(self, model, messages, api_base, custom_prompt_dict, model_response,
-                   print_verbose, encoding, api_key, logging_obj, optional_params,
-                   acompletion=None, litellm_params=None, logger_fn=None, headers=None,
-                   timeout=None, client=None):  # type: ignore[override]
-        meta = call_metadata(litellm_params)
-        try:
-            script = get(model)
-            delay = _delay(script, messages, optional_params, meta)
-            if delay:
-                time.sleep(delay)
-            text = _answer(script, messages, optional_params, meta)
-        except Exception as error:
-            record_provider_error(meta.get("concilium_call_id"), error)
-            raise
-        return _fill(model_response, model, messages, text)
+
+def reply(model: str, messages: list[dict[str, Any]], params: dict[str, Any],
+          meta: dict[str, Any]) -> tuple[str, int, int]:
+    """:func:`areply`, blocking (litellm's synchronous ``completion``)."""
+    script = get(model)
+    delay = _delay(script, messages, params, meta)
+    if delay:
+        time.sleep(delay)
+    return _usage(messages, _answer(script, messages, params, meta))
 
 
 def _who(meta: dict[str, Any]) -> tuple[str, str]:
@@ -241,12 +226,6 @@ def _answer(script: Script, messages: list, optional_params: dict, meta: dict[st
     return script.answer(*_who(meta), messages, dict(optional_params))
 
 
-def _fill(model_response: Any, model: str, messages: list, text: str) -> Any:
+def _usage(messages: list, text: str) -> tuple[str, int, int]:
     prompt = "".join(str(m.get("content", "")) for m in messages)
-    return fill_response(
-        model_response,
-        model=f"scripted/{model}",
-        text=text,
-        prompt_tokens=rough_tokens(prompt),
-        completion_tokens=rough_tokens(text),
-    )
+    return text, rough_tokens(prompt), rough_tokens(text)
