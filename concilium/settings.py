@@ -51,6 +51,10 @@ class Settings(BaseSettings):
         None, description="Where the scripted provider looks for `<name>.yaml` scripts."
     )
     request_timeout_s: float = Field(120.0, description="Default timeout of one model call.")
+    litellm_callbacks: str = Field(
+        "", description="litellm callbacks every model call is logged to, comma-separated "
+        "(`langfuse`, `langsmith`, ...; each reads its own keys from the environment)."
+    )
 
     def sqlalchemy_url(self) -> str:
         """The database URL in effect (SQLite file under ``home`` by default)."""

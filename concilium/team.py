@@ -16,12 +16,13 @@ import contextlib
 import functools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from concilium import tracing
 from concilium.agents.context import RunContext, Step, new_run_id
 from concilium.errors import (
     BudgetExceeded,
@@ -225,6 +226,7 @@ class Team:
         checkpointer: Any = None,
         tests: str | None = None,
         ask: Ask | None = None,
+        on_delta: Callable[[dict[str, Any]], None] | None = None,
     ) -> RunResult:
         """Run ``task`` to the end, a budget, or the team's timeout.
 
@@ -254,6 +256,8 @@ class Team:
                 and returns their reply, so the run goes on at once; without it the run
                 ends ``paused`` with its questions in ``pending``, resumable with
                 ``resume_run(run_id, answer=...)`` (from another process too, if durable).
+            on_delta: stream every model call and call this with each piece of text as
+                it is generated (a ``delta`` event; see :meth:`astream`).
 
         Raises:
             TeamFileError: a model string names a provider litellm does not know.
@@ -266,7 +270,20 @@ class Team:
                "lessons": lessons, "tests": tests, "reveal_reference": reveal_reference}
         return await self._execute(run, run_id=run_id or new_run_id(), on_step=on_step,
                                    memory=memory, record=record, durable=durable,
-                                   checkpointer=checkpointer, resume=False, ask=ask)
+                                   checkpointer=checkpointer, resume=False, ask=ask,
+                                   on_delta=on_delta)
+
+    def astream(self, task: str, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
+        """Run ``task`` as :meth:`arun` does, yielding its events as they happen.
+
+        Events: ``{"type": "delta", "node", "role", "round", "text", ...}`` for each
+        piece of a model's reply as it is generated, ``{"type": "step", "step": ...}``
+        for each ledger step, and last ``{"type": "result", "result": RunResult}``.
+        Takes :meth:`arun`'s keyword arguments. See :mod:`concilium.live`.
+        """
+        from concilium.live import astream
+
+        return astream(self, task, **kwargs)
 
     async def aresume(
         self,
@@ -312,6 +329,7 @@ class Team:
         answer: str | None = None,
         ask: Ask | None = None,
         question: str | None = None,
+        on_delta: Callable[[dict[str, Any]], None] | None = None,
     ) -> RunResult:
         self.check_models()
         from concilium.settings import get_settings
@@ -355,7 +373,7 @@ class Team:
                 run = saved["run"]
             ctx = self.context(run_id=run_id, reference=run["reference"], seed=run["seed"],
                                reveal_reference=run.get("reveal_reference", True),
-                               on_step=collect)
+                               on_step=collect, on_delta=on_delta)
             stack.push_async_callback(ctx.aclose)  # the tools' MCP servers, if any
             if resume:
                 ctx.restore(saved["values"].get("steps") or [])
@@ -562,13 +580,15 @@ def _compiled_team_class() -> type:
 
         def stream(self, input: Any, config: Any = None, *, context: Any = None,
                    **kwargs: Any) -> Any:
-            return super().stream(input, config, context=self._context(context),
-                                  **kwargs)
+            context = self._context(context)
+            return super().stream(input, tracing.with_tracing(config, context),
+                                  context=context, **kwargs)
 
         def astream(self, input: Any, config: Any = None, *, context: Any = None,
                     **kwargs: Any) -> Any:
-            return super().astream(input, config, context=self._context(context),
-                                   **kwargs)
+            context = self._context(context)
+            return super().astream(input, tracing.with_tracing(config, context),
+                                   context=context, **kwargs)
 
     return CompiledTeam
 

@@ -11,7 +11,7 @@ from concilium import load_team
 from concilium.agents.providers import scripted
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "teams"
-NEW = ["self_consistency", "pal_self_consistency", "self_refine", "debate",
+NEW = ["self_consistency", "pal_self_consistency", "self_refine", "debate", "debate_live",
        "debate_adversarial", "debate_heterogeneous", "reflexion", "custom_graph"]
 
 

@@ -5,6 +5,11 @@ nodes receive it as ``runtime.context``. It is the only place that counts calls,
 tokens and cost against the team's limits, and the only place that turns a model
 call into a ledger :class:`Step`, which it also publishes on LangGraph's custom
 stream so anyone streaming the graph sees progress live.
+
+A call streams its tokens when someone listens: ``on_delta`` (``Team.astream``, the
+CLI, the service) or LangGraph's ``stream_mode="messages"``. Each piece of text is
+then a ``{"type": "delta", ...}`` event (to ``on_delta`` and the custom stream) and a
+LangChain chat-model token (see :mod:`concilium.agents.streaming`).
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from concilium import tracing
 from concilium.agents.llm import ChatResult, Endpoint, ResponseCache, RetryPolicy, chat
+from concilium.agents.streaming import Delta, langchain_messages
 from concilium.errors import BudgetExceeded, ConfigError
 from concilium.secrets import redact, redact_obj, secret_values
 from concilium.teams import RoleSpec, TeamSpec
@@ -78,6 +85,9 @@ class RunContext:
     tokens: int = 0
     cost: float = 0.0
     on_step: Callable[[Step], None] | None = None
+    on_delta: Callable[[dict[str, Any]], None] | None = None
+    """Called with each piece of a model's reply as it is generated (a ``delta`` event:
+    ``node``, ``role``, ``round``, ``sample``, ``model``, ``text``, ``restart``)."""
     cache: ResponseCache | None = None
     """Model-response cache (the Redis layer's, when configured); ``None`` calls every time."""
     journal: CallJournal | None = None
@@ -132,6 +142,7 @@ class RunContext:
         *,
         kind: str,
         sample: int = 0,
+        round: int = 0,
         stop: Sequence[str] | None = None,
         schema: dict[str, Any] | None = None,
     ) -> ChatResult:
@@ -142,6 +153,7 @@ class RunContext:
         schema) is asked for as structured output where the model supports it; the
         role's parser reads the reply either way. A role a person plays (``role: human``)
         asks the person instead (:mod:`concilium.agents.roles.human`), free of budget.
+        ``round`` is told to traces and token deltas.
 
         A role with ``tools`` gets them offered here: the tool loop
         (:mod:`concilium.tools.calling`) calls the model, runs the tools it asks for and
@@ -156,9 +168,9 @@ class RunContext:
             from concilium.tools.calling import chat_with_tools
 
             return await chat_with_tools(self, node, spec, messages, kind=kind, sample=sample,
-                                         stop=stop, schema=schema)
-        return await self.call_model(node, spec, messages, kind=kind, sample=sample, stop=stop,
-                                     schema=schema)
+                                         round=round, stop=stop, schema=schema)
+        return await self.call_model(node, spec, messages, kind=kind, sample=sample,
+                                     round=round, stop=stop, schema=schema)
 
     async def call_model(
         self,
@@ -168,6 +180,7 @@ class RunContext:
         *,
         kind: str,
         sample: int = 0,
+        round: int = 0,
         stop: Sequence[str] | None = None,
         schema: dict[str, Any] | None = None,
         tools: Sequence[dict[str, Any]] | None = None,
@@ -185,12 +198,66 @@ class RunContext:
             return result
         retry = self.team.retry
         where = self.endpoint_for(spec, node)
-        result = await chat(
+        metadata = {"role": kind, "node": node, "run_id": self.run_id, "sample": sample,
+                    "round": round}
+        listener = await langchain_messages(messages, model=model, metadata=metadata)
+        on_delta = None
+        if self.on_delta is not None or (listener is not None and listener.wants_tokens()):
+            on_delta = self._deltas(metadata, listener)
+        try:
+            result = await self._call(messages, model, spec, node, where, retry, metadata,
+                                      stop, kind, schema, on_delta, tools)
+        except BaseException as error:
+            if listener is not None:
+                await listener.error(error)
+            raise
+        if listener is not None:
+            await listener.end(result.text, {"input_tokens": result.prompt_tokens,
+                                             "output_tokens": result.completion_tokens,
+                                             "total_tokens": result.total_tokens})
+        if self.journal is not None and key:  # on disk before anyone uses the reply
+            entry = dataclasses.asdict(result)
+            entry["text"] = redact(entry["text"])
+            if not self.journal.put_now(key, entry):  # SQLite's lock was taken: wait for it
+                await asyncio.to_thread(self.journal.put, key, entry)
+        self._count(result)
+        return result
+
+    def _deltas(self, metadata: dict[str, Any], listener: Any) -> Callable[[Delta], Any]:
+        """Where one call's deltas go: ``on_delta``, the custom stream, LangChain."""
+        try:
+            from langgraph.config import get_stream_writer
+
+            writer: Callable[[Any], None] | None = get_stream_writer()
+        except (RuntimeError, ImportError):
+            writer = None
+        base = {"type": "delta", "run_id": self.run_id, "node": metadata["node"],
+                "role": metadata["role"], "round": metadata["round"],
+                "sample": metadata["sample"]}
+
+        async def send(delta: Delta) -> None:
+            event = {**base, "model": delta.model, "text": delta.text,
+                     "restart": delta.restart}
+            if self.on_delta is not None:
+                self.on_delta(event)
+            if writer is not None:
+                writer(event)
+            if listener is not None:
+                await listener.token(delta)
+
+        return send
+
+    async def _call(self, messages: Sequence[dict[str, str]], model: str, spec: RoleSpec,
+                    node: str, where: Endpoint, retry: Any, metadata: dict[str, Any],
+                    stop: Sequence[str] | None, kind: str, schema: dict[str, Any] | None,
+                    on_delta: Callable[[Delta], Any] | None,
+                    tools: Sequence[dict[str, Any]] | None = None) -> ChatResult:
+        return await chat(
             messages,
             model=model,
             temperature=spec.temperature,
             max_tokens=spec.max_tokens,
-            seed=self.seed + sample,
+            seed=self.seed + int(metadata["sample"]),
             fallbacks=[f if isinstance(f, str) else Endpoint(
                 f.model, f.api_base, _key(f.api_key_env, node), f.extra_headers)
                 for f in spec.fallbacks],
@@ -200,7 +267,7 @@ class RunContext:
                 max_backoff_s=retry.max_backoff_s,
                 timeout_s=spec.timeout_s or retry.timeout_s,
             ),
-            metadata={"role": kind, "node": node, "run_id": self.run_id, "sample": sample},
+            metadata=metadata,
             stop=stop,
             cache=self.cache,
             response_format=_response_format(model, kind, schema),
@@ -208,14 +275,8 @@ class RunContext:
             api_key=where.api_key,
             extra_headers=where.extra_headers,
             tools=tools,
+            on_delta=on_delta,
         )
-        if self.journal is not None and key:  # on disk before anyone uses the reply
-            entry = dataclasses.asdict(result)
-            entry["text"] = redact(entry["text"])
-            if not self.journal.put_now(key, entry):  # SQLite's lock was taken: wait for it
-                await asyncio.to_thread(self.journal.put, key, entry)
-        self._count(result)
-        return result
 
     def _count(self, result: ChatResult) -> None:
         """Charge a reply to the budgets exactly as :meth:`Usage.of` will report it.
@@ -342,6 +403,8 @@ class RunContext:
         if revision:
             step["answer_changed"] = not self.same(previous, answer)
             step["flip"] = self.flip(previous, answer)
+        if result is None:
+            tracing.tool_step(dict(step))
         self.publish(step)
         return step
 

@@ -30,7 +30,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HTTPStatusError", "price_of", "route"]
+__all__ = ["HTTPStatusError", "own_stream", "price_of", "route"]
 
 HTTP_PROVIDERS = frozenset({"openai", "hosted_vllm"})
 """Providers whose ``api_base`` speaks the OpenAI chat-completions wire format."""
@@ -42,20 +42,61 @@ Call = Callable[
 ]
 
 
-def route(model: str, params: dict[str, Any]) -> Call | None:
-    """How to make this call without litellm, or ``None`` to go through litellm."""
+def route(model: str, params: dict[str, Any], *, stream: bool = False) -> Call | None:
+    """How to make this call without litellm, or ``None`` to go through litellm.
+
+    A streamed call to one of our own providers is made here too (:func:`own_stream`);
+    a streamed call to an HTTP server goes through litellm, which reads its SSE.
+    """
     if os.environ.get("CONCILIUM_DIRECT", "1").strip().lower() in {"0", "false", "no", "off"}:
         return None
-    if "/" not in model or _litellm_hooked():
+    if "/" not in model or _litellm_hooked() or _callbacks_configured():
         return None
     provider = model.split("/", 1)[0]
     from concilium.agents.providers import OWN
 
     if provider in OWN and not params.get("api_base"):
         return _own
-    if provider in HTTP_PROVIDERS and _base_url(provider, params):
+    if not stream and provider in HTTP_PROVIDERS and _base_url(provider, params):
         return _http
     return None
+
+
+def _callbacks_configured() -> bool:
+    """Whether LangSmith, Langfuse... are asked for (``CONCILIUM_LITELLM_CALLBACKS``): their
+    loggers live in litellm, so every call goes through it."""
+    from concilium import tracing
+
+    return bool(tracing.litellm_callbacks())
+
+
+async def own_stream(
+    model: str,
+    messages: Sequence[dict[str, Any]],
+    params: dict[str, Any],
+    metadata: dict[str, Any],
+    relay: Any,
+) -> tuple[str, int, int]:
+    """A call to our own provider, streamed: each piece to ``relay``, then the whole
+    reply and its usage, the same as the unstreamed call gives."""
+    provider, name = model.split("/", 1)
+    from concilium.agents.providers import OWN
+
+    module = importlib.import_module(OWN[provider])
+    call_params = {k: v for k, v in params.items() if k not in _ROUTING}
+    relay.begin()
+    text: list[str] = []
+    prompt = completion = 0
+    async for chunk in module.astream(name, list(messages), call_params, metadata):
+        piece = chunk.get("text") or ""
+        if piece:
+            text.append(piece)
+            await relay.send(piece, model)
+        usage = chunk.get("usage")
+        if usage:
+            prompt = int(usage.get("prompt_tokens") or 0)
+            completion = int(usage.get("completion_tokens") or 0)
+    return "".join(text), prompt, completion
 
 
 def _litellm_hooked() -> bool:

@@ -22,13 +22,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from concilium import tracing
 from concilium.agents import breaker
+from concilium.agents.streaming import Delta, DeltaSink, Relay, collect
 from concilium.errors import ConciliumError, ModelError
 
 __all__ = [
     "DEFAULT_RETRY",
     "NO_KEY",
     "ChatResult",
+    "Delta",
     "Endpoint",
     "ResponseCache",
     "RetryPolicy",
@@ -57,6 +60,7 @@ _KNOWN = frozenset({"openai", "hosted_vllm", "ollama", "ollama_chat", "local", "
 """Providers litellm routes (ours registered with it): no need to import it to ask."""
 _prices: dict[str, tuple[float, float]] = {}
 """Prices given to :func:`register_price`: (per input token, per output token)."""
+_callbacks: list[str] = []
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,8 @@ class ChatResult:
     """Native function calls the model asked for: ``{id, name, arguments}``, ``arguments``
     the raw JSON text it sent (parsed, and its faults reported, by the tool loop)."""
     finish_reason: str | None = None
+    first_token_ms: float | None = None
+    """Streamed calls: milliseconds from the call to its first text (time to first token)."""
 
     @property
     def total_tokens(self) -> int:
@@ -178,6 +184,12 @@ def litellm_module() -> Any:
         from litellm.utils import custom_llm_setup
 
         custom_llm_setup()
+        # LangSmith, Langfuse, ...: litellm's own loggers (CONCILIUM_LITELLM_CALLBACKS).
+        _callbacks[:] = tracing.litellm_callbacks()
+        for name in _callbacks:
+            for hooks in (litellm.success_callback, litellm.failure_callback):
+                if name not in hooks:
+                    hooks.append(name)
         _litellm = litellm
         for model, (per_input, per_output) in _prices.items():
             _register_in_litellm(model, per_input, per_output)
@@ -351,36 +363,49 @@ async def _one_call(
     params: dict[str, Any],
     metadata: dict[str, Any],
     policy: RetryPolicy,
+    relay: Relay | None = None,
 ) -> tuple[str, int, int, float, list[dict[str, Any]], str | None]:
-    """One try: ``(text, prompt tokens, completion tokens, cost, tool calls, finish reason)``.
+    """One try: ``(text, prompt tokens, completion tokens, cost, tool calls, finish reason)``;
+    streamed to ``relay``.
 
     Our own providers and OpenAI-compatible servers are called directly
-    (:mod:`concilium.agents.direct`); everything else, and any call offering ``tools``
-    (the direct client does not read tool calls back), goes through litellm.
+    (:mod:`concilium.agents.direct`; an HTTP server's stream goes through litellm);
+    everything else, and any call offering ``tools`` (the direct client does not read
+    tool calls back), goes through litellm.
     """
     from concilium.agents import direct
 
-    call = direct.route(model, params) if not params.get("tools") else None
+    call = (direct.route(model, params, stream=relay is not None)
+            if not params.get("tools") else None)
     if call is not None:
         # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives as
         # the call completes, and a cancelled (Ctrl-C'd) run would then carry on.
         async with asyncio.timeout(policy.timeout_s):
-            text, prompt, completion = await call(model, messages, params, metadata,
-                                                  policy.timeout_s)
+            if relay is None:
+                text, prompt, completion = await call(model, messages, params, metadata,
+                                                      policy.timeout_s)
+            else:
+                text, prompt, completion = await direct.own_stream(
+                    model, messages, params, metadata, relay)
         return (text, prompt, completion, direct.price_of(model, prompt, completion, _prices),
                 [], None)
     lm = litellm_module()
     call_id = next(_call_ids)
+    if relay is not None:  # the same usage comes back in the stream's last chunk
+        params = {**params, "stream": True, "stream_options": {"include_usage": True}}
     try:
         async with asyncio.timeout(policy.timeout_s):
             response = await lm.acompletion(
                 model=model,
                 messages=list(messages),
-                metadata={**metadata, "concilium_call_id": call_id},
+                metadata={**tracing.callback_metadata(metadata, _callbacks),
+                          "concilium_call_id": call_id},
                 timeout=policy.timeout_s,
                 num_retries=0,
                 **params,
             )
+            if relay is not None:  # read to its end inside the same time limit
+                response = await collect(lm, response, messages, model, relay)
     except BaseException as error:
         original = _provider_errors.pop(call_id, None)
         if original is not None and original is not error:
@@ -391,6 +416,7 @@ async def _one_call(
     return (_content(response), *_usage_cost(lm, response), *_tool_calls(response))
 
 
+@tracing.model_span
 async def chat(
     messages: Sequence[dict[str, str]],
     *,
@@ -408,6 +434,7 @@ async def chat(
     api_key: str | None = None,
     extra_headers: Mapping[str, str] | None = None,
     tools: Sequence[dict[str, Any]] | None = None,
+    on_delta: DeltaSink | None = None,
 ) -> ChatResult:
     """Call a model through litellm with retries, a timeout per try and fallbacks.
 
@@ -434,6 +461,9 @@ async def chat(
         tools: OpenAI-style function schemas offered for native function calling; the
             calls the model makes come back in ``ChatResult.tool_calls`` (the tool loop,
             :mod:`concilium.tools.calling`, runs them).
+        on_delta: stream the reply: called with each piece of text as it is generated
+            (a :class:`Delta`; one marked ``restart`` voids the text before it, when a
+            try fails midway and another starts). The result is the same as unstreamed.
 
     Returns:
         The reply text with usage, cost, latency and how many tries it took.
@@ -459,6 +489,7 @@ async def chat(
                          replace(primary, model=f) for f in fallbacks)]
     errors: list[str] = []
     attempts = 0
+    relay = Relay(on_delta) if on_delta is not None else None
     start = time.perf_counter()
     key = None
     if cache is not None and cache.accepts(temperature):
@@ -468,6 +499,8 @@ async def chat(
         key = cache_key(model, messages, {**params, **where})
         hit = await cache.get(key)
         if hit is not None:
+            if relay is not None:  # a reply from the cache arrives whole
+                await relay.send(str(hit.get("text", "")), str(hit.get("model", model)))
             return ChatResult(text=str(hit.get("text", "")), model=str(hit.get("model", model)),
                               latency_ms=(time.perf_counter() - start) * 1000.0, attempts=0,
                               cached=True, tool_calls=list(hit.get("tool_calls") or []),
@@ -485,7 +518,7 @@ async def chat(
                     (text, prompt_tokens, completion_tokens, cost, calls,
                      finish) = await _one_call(candidate, messages,
                                                {**params, **route.params()}, metadata or {},
-                                               retry)
+                                               retry, relay)
             except breaker.CircuitOpen as cooling:
                 errors.append(f"{candidate}: CircuitOpen: {cooling}")
                 if index < len(routes) - 1:
@@ -518,6 +551,8 @@ async def chat(
                 errors=errors,
                 tool_calls=calls,
                 finish_reason=finish,
+                first_token_ms=None if relay is None or relay.first_at is None
+                else (relay.first_at - start) * 1000.0,
             )
     raise ModelError("all models failed: " + " | ".join(errors[-4:]))  # already redacted
 

@@ -29,6 +29,10 @@ def run_command(
         bool, typer.Option("--json", help="Print one JSON result object instead.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")] = False,
+    stream: Annotated[
+        bool, typer.Option("--stream/--no-stream",
+                           help="Show each role's text as it is generated (with live progress).")
+    ] = True,
     seed: Annotated[int, typer.Option(help="Base sampling seed.")] = 0,
     run_id: Annotated[
         str | None, typer.Option("--run-id", help="Id for the run (default: a new one).")
@@ -68,11 +72,20 @@ def run_command(
     on_step = None if quiet or json_out else print_step
     from concilium.cli.ask import at_terminal, terminal_ask
 
-    with outcome(run_id, json_out):
+    asker = terminal_ask if at_terminal() else None
+    view = None
+    if stream and on_step is not None:
+        from concilium.cli.live import LiveView
+
+        # a person may be asked at this terminal: plain lines, no Live area over the prompt
+        view = LiveView(err, print_step, tty=False if asker is not None else None)
+        on_step = view.step
+    with outcome(run_id, json_out), view or contextlib.nullcontext():
         run = loaded.arun(task, reference=reference, seed=seed, on_step=on_step, run_id=run_id,
                           tests=tests.read_text("utf-8") if tests is not None else None,
-                          ask=terminal_ask if at_terminal() else None)
-        finish(asyncio.run(run), json_out)
+                          ask=asker, on_delta=view.delta if view is not None else None)
+        result = asyncio.run(run)
+    finish(result, json_out)
 
 
 def finish(result: Any, json_out: bool) -> None:

@@ -3,9 +3,14 @@
 ``model`` names a team; the last user message is the task; ``usage`` is the whole
 run's tokens; the run id, cost, calls and stop reason ride in a ``concilium``
 extension field that strict clients ignore. ``stream: true`` sends OpenAI's chunks:
-each step of the run as it happens (an empty delta plus the step in ``concilium``),
-then the answer as a content delta, the finish reason, ``usage`` when
-``stream_options.include_usage`` asks for it, and ``data: [DONE]``. A streaming
+each role's text as its model generates it, token by token, as
+``delta.reasoning_content`` (the field vLLM, DeepSeek and litellm use for text that
+precedes the answer; the ``openai`` SDK keeps it in the delta's extra fields and chat
+UIs show it as the model's thinking) with its node, role and round in ``concilium``;
+each step of the run as it happens (an empty delta plus the step in ``concilium``);
+then the answer as a content delta (the same content as without streaming), the
+finish reason, ``usage`` when ``stream_options.include_usage`` asks for it, and
+``data: [DONE]``. A streaming
 client that disconnects cancels its run (the ledger says ``cancelled``;
 ``POST /runs/{id}/resume`` can finish it).
 
@@ -83,8 +88,12 @@ async def chat_completions(request: Request, body: ChatRequest) -> Any:
     run_id = new_run_id()
 
     async def work(on_step: Any) -> Any:
+        def on_delta(event: dict[str, Any]) -> None:
+            on_step(event)  # the run manager keeps deltas with the run's events
+
         return await team.arun(task, reference=reference, seed=options["seed"],
-                               run_id=run_id, on_step=on_step)
+                               run_id=run_id, on_step=on_step,
+                               on_delta=on_delta if body.stream else None)
 
     run = request.app.state.runs.start(run_id, team, task, work)
     created = int(time.time())
@@ -275,6 +284,10 @@ async def _chunks(run: Any, model: str, created: int, include_usage: bool
     async for event in run.follow(after=1):
         if event.get("type") == "step":
             yield chunk({}, concilium=_slim(event))
+        elif event.get("type") == "delta":
+            yield chunk({"reasoning_content": event.get("text", "")}, concilium={
+                k: event.get(k) for k in ("type", "node", "role", "round", "sample",
+                                          "restart")})
     try:
         result = await _outcome(run)
     except ApiError as error:

@@ -169,7 +169,11 @@ class RunManager:
         self, run_id: str, team: Any, task: str,
         work: Callable[[Callable[[dict[str, Any]], None]], Awaitable[Any]],
     ) -> LiveRun:
-        """Run ``work(on_step)`` as a task; its steps and outcome become ``run``'s events."""
+        """Run ``work(on_step)`` as a task; its steps and outcome become ``run``'s events.
+
+        ``on_step`` also takes a run's ``delta`` events (``Team.arun(on_delta=...)``):
+        they join the events as they are, unnumbered (they are not ledger steps).
+        """
         loop = asyncio.get_running_loop()
         run = LiveRun(run_id=run_id, team=team.name, strategy=team.spec.strategy.name,
                       task=redact(task))
@@ -182,6 +186,9 @@ class RunManager:
             nonlocal seq
             if threading.get_ident() != thread:  # a tool ran in a worker thread
                 loop.call_soon_threadsafe(on_step, step)
+                return
+            if step.get("type") == "delta":  # a piece of a reply as it comes, not a step
+                run.add({**step, "text": redact(str(step.get("text", "")))})
                 return
             seq += 1
             run.add(step_event(seq, step))

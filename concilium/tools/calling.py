@@ -184,6 +184,7 @@ async def chat_with_tools(
     *,
     kind: str,
     sample: int = 0,
+    round: int = 0,
     stop: Sequence[str] | None = None,
     schema: dict[str, Any] | None = None,
 ) -> ChatResult:
@@ -209,6 +210,7 @@ async def chat_with_tools(
                 convo,
                 kind=kind,
                 sample=sample,
+                round=round,
                 stop=stops or None,
                 schema=schema,
                 tools=offered,
@@ -237,9 +239,9 @@ async def chat_with_tools(
         raise ModelError(f"{node}: the tool loop did not end")  # pragma: no cover
     except BaseException:
         # Stopped mid-exchange (a budget, a failing model): its steps still reach the
-        # ledger, in round 0 (the role's round is known only to the step it never made).
+        # ledger, in the role's round.
         for pending in exchange:
-            ctx.step(node=node, role=kind, round=0, **pending)
+            ctx.step(node=node, role=kind, round=round, **pending)
         raise
 
 

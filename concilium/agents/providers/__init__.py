@@ -43,7 +43,7 @@ def _adapter_class() -> type:
     from litellm import CustomLLM
 
     from concilium.agents.llm import record_provider_error
-    from concilium.agents.providers.base import call_metadata, fill_response
+    from concilium.agents.providers.base import call_metadata, fill_response, generic_chunks
 
     class OwnProvider(CustomLLM):  # type: ignore[misc]
         """``<prefix>/<model>`` through litellm: the provider module's ``areply``/``reply``."""
@@ -116,5 +116,63 @@ def _adapter_class() -> type:
                 record_provider_error(meta.get("concilium_call_id"), error)
                 raise
             return self._fill(model_response, model, out)
+
+        async def astreaming(  # type: ignore[override]
+            self,
+            model,
+            messages,
+            api_base,
+            custom_prompt_dict,
+            model_response,
+            print_verbose,
+            encoding,
+            api_key,
+            logging_obj,
+            optional_params,
+            acompletion=None,
+            litellm_params=None,
+            logger_fn=None,
+            headers=None,
+            timeout=None,
+            client=None,
+        ):
+            """The module's ``astream``: pieces as generated, usage in the last chunk."""
+            meta = call_metadata(litellm_params)
+            try:
+                async for chunk in self.module.astream(
+                    model, messages, dict(optional_params), meta
+                ):
+                    yield chunk
+            except Exception as error:
+                record_provider_error(meta.get("concilium_call_id"), error)
+                raise
+
+        def streaming(  # type: ignore[override]
+            self,
+            model,
+            messages,
+            api_base,
+            custom_prompt_dict,
+            model_response,
+            print_verbose,
+            encoding,
+            api_key,
+            logging_obj,
+            optional_params,
+            acompletion=None,
+            litellm_params=None,
+            logger_fn=None,
+            headers=None,
+            timeout=None,
+            client=None,
+        ):
+            """Blocking callers get the whole reply, cut into pieces, then its usage."""
+            meta = call_metadata(litellm_params)
+            try:
+                out = self.module.reply(model, messages, dict(optional_params), meta)
+            except Exception as error:
+                record_provider_error(meta.get("concilium_call_id"), error)
+                raise
+            yield from generic_chunks(*out)
 
     return OwnProvider

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -30,3 +32,39 @@ def fill_response(
 def rough_tokens(text: str) -> int:
     """A stable token estimate (~4 characters a token) for providers without a tokenizer."""
     return max(1, (len(text) + 3) // 4) if text else 0
+
+
+def pieces(text: str) -> list[str]:
+    """``text`` cut into word-sized pieces (each word with the spaces after it), in order.
+
+    Providers without a tokenizer stream these; joined they give ``text`` back exactly.
+    """
+    return re.findall(r"\S+\s*|\s+", text)
+
+
+def stream_chunk(text: str, *, index: int = 0) -> dict[str, Any]:
+    """One litellm ``GenericStreamingChunk`` carrying ``text`` (not the last one)."""
+    return {"text": text, "is_finished": False, "finish_reason": "", "usage": None,
+            "index": index, "tool_use": None}
+
+
+def last_chunk(prompt_tokens: int, completion_tokens: int, finish: str = "stop"
+               ) -> dict[str, Any]:
+    """The closing chunk: no text, the finish reason and the call's usage.
+
+    litellm passes the usage on as the stream's final ``usage`` when the caller asked
+    for it (``stream_options={"include_usage": True}``), so a streamed call is charged
+    exactly what the same call unstreamed is.
+    """
+    return {"text": "", "is_finished": True, "finish_reason": finish, "index": 0,
+            "tool_use": None,
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens}}
+
+
+def generic_chunks(text: str, prompt_tokens: int, completion_tokens: int
+                   ) -> Iterator[dict[str, Any]]:
+    """A whole reply as a stream: its pieces, then :func:`last_chunk`."""
+    for piece in pieces(text):
+        yield stream_chunk(piece)
+    yield last_chunk(prompt_tokens, completion_tokens)

@@ -24,15 +24,18 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from concilium.agents.providers.base import last_chunk, stream_chunk
 from concilium.errors import ConfigError, MissingDependencyError
 
-__all__ = ["KNOWN_MODELS", "areply", "gguf_path", "load_model", "on_model_thread", "reply"]
+__all__ = [
+    "KNOWN_MODELS", "areply", "astream", "gguf_path", "load_model", "on_model_thread", "reply",
+]
 
 # model name -> (distribution that ships it, file name inside it)
 KNOWN_MODELS: dict[str, tuple[str, str]] = {
@@ -227,7 +230,70 @@ def close_all() -> None:
         _threads.clear()
 
 
-def _complete(name: str, messages: list[dict[str, str]], params: dict[str, Any]) -> dict[str, Any]:
+class TokenTap:
+    """Sees each token llama.cpp generates and relays its text, changing nothing.
+
+    It is a logits processor that returns the logits it is given: llama.cpp calls it
+    before sampling each token, with the tokens so far, so a streamed call runs the
+    very same ``create_chat_completion`` as an unstreamed one (same text, same usage)
+    and only watches it. (``create_chat_completion`` takes no stopping criterion, and
+    its own ``stream=True`` reports no usage.) It lags one token: a token shows once
+    the next one is about to be sampled; the rest arrives with the result. Text that
+    may be the start of a stop string is held back until it is known not to be one.
+    Setting ``cancelled`` makes the next token the end of the reply (its caller went
+    away: nobody reads the rest).
+    """
+
+    def __init__(self, llama: Any, stops: list[str], push: Callable[[str], None]) -> None:
+        import codecs
+
+        self.llama = llama
+        self.stops = [s for s in stops if s]
+        self.push = push
+        self.prompt_len: int | None = None
+        self.seen = 0
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.pending = ""
+        self.shown = ""
+        self.cancelled = False
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        if self.cancelled:
+            scores[:] = -float("inf")
+            scores[self.llama.token_eos()] = 0.0
+            return scores
+        if self.prompt_len is None:
+            self.prompt_len = len(input_ids)
+            return scores
+        new = [int(t) for t in input_ids[self.prompt_len + self.seen:]]
+        if new:
+            previous = [int(t) for t in input_ids[: self.prompt_len + self.seen]]
+            self.seen += len(new)
+            self.pending += self.decoder.decode(self.llama.detokenize(new, prev_tokens=previous))
+            self._release()
+        return scores
+
+    def _release(self) -> None:
+        text = self.shown + self.pending
+        if any(stop in text for stop in self.stops):
+            return  # the result cuts here; it says where
+        keep = max((n for stop in self.stops for n in range(len(stop), 0, -1)
+                    if text.endswith(stop[:n])), default=0)
+        ready = self.pending[: len(self.pending) - keep] if keep else self.pending
+        if ready:
+            self.shown += ready
+            self.pending = self.pending[len(ready):]
+            self.push(ready)
+
+    def rest(self, final: str) -> tuple[str, bool]:
+        """What of ``final`` was not shown yet, and whether what was shown must be void."""
+        if final.startswith(self.shown):
+            return final[len(self.shown):], False
+        return final, True
+
+
+def _complete(name: str, messages: list[dict[str, str]], params: dict[str, Any],
+              tap: Callable[[Any], TokenTap] | None = None) -> dict[str, Any]:
     llama, lock = load_model(name)
     kwargs: dict[str, Any] = {
         "temperature": float(params.get("temperature", 0.0) or 0.0),
@@ -240,6 +306,10 @@ def _complete(name: str, messages: list[dict[str, str]], params: dict[str, Any])
         kwargs["seed"] = int(params["seed"])
     if params.get("stop"):
         kwargs["stop"] = list(params["stop"])
+    if tap is not None:
+        from llama_cpp import LogitsProcessorList
+
+        kwargs["logits_processor"] = LogitsProcessorList([tap(llama)])
     with lock:
         return llama.create_chat_completion(messages=messages, **kwargs)
 
@@ -336,6 +406,63 @@ async def areply(model: str, messages: list[dict[str, Any]], params: dict[str, A
         if _is_too_long(error):
             raise _too_long(error) from error
         raise
+
+
+
+async def astream(model: str, messages: list[dict[str, Any]], params: dict[str, Any],
+                  meta: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    """The reply as llama.cpp generates it, then its usage: the same text and usage as
+    :func:`areply` (litellm ``GenericStreamingChunk`` dicts, for the door and the adapter)."""
+    try:
+        async for chunk in _astream(model, messages, dict(params)):
+            yield chunk
+    except ValueError as error:
+        if _is_too_long(error):
+            raise _too_long(error) from error
+        raise
+
+
+async def _astream(name: str, messages: list[dict[str, str]], params: dict[str, Any]
+                   ) -> AsyncIterator[dict[str, Any]]:
+    """The call's text as it is generated, then the whole result's usage (see TokenTap)."""
+    if batching():  # the batch decoder has no per-token hook yet: the reply comes whole
+        out = _reply_of(await _acomplete(name, messages, params))
+        yield stream_chunk(out[0])
+        yield last_chunk(out[1], out[2])
+        return
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    taps: list[TokenTap] = []
+
+    def push(text: str) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, text)
+
+    def make(llama: Any) -> TokenTap:
+        taps.append(TokenTap(llama, list(params.get("stop") or []), push))
+        return taps[-1]
+
+    done = asyncio.wrap_future(on_model_thread(name, _complete, name, messages, params, make))
+    try:
+        while not done.done():
+            getter = asyncio.ensure_future(queue.get())
+            await asyncio.wait({getter, done}, return_when=asyncio.FIRST_COMPLETED)
+            if getter.done():
+                yield stream_chunk(getter.result())
+            else:
+                getter.cancel()
+        while not queue.empty():  # pushed before the result was set (callbacks are FIFO)
+            yield stream_chunk(queue.get_nowait())
+        text, prompt_tokens, completion_tokens = _reply_of(done.result())
+        rest, void = taps[0].rest(text) if taps else (text, False)
+        if void:  # never expected: the tap holds back anything a stop string may cut
+            raise ConfigError("local stream diverged from its result")
+        if rest:
+            yield stream_chunk(rest)
+        yield last_chunk(prompt_tokens, completion_tokens)
+    finally:
+        if not done.done():  # the caller went away: stop generating for nobody
+            for tap in taps:
+                tap.cancelled = True
 
 
 def reply(model: str, messages: list[dict[str, Any]], params: dict[str, Any],

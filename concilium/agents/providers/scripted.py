@@ -19,7 +19,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +27,10 @@ from typing import Any
 
 import yaml
 
-from concilium.agents.providers.base import rough_tokens
+from concilium.agents.providers.base import generic_chunks, rough_tokens
 from concilium.errors import ConfigError, ScriptExhausted
 
-__all__ = ["Rule", "Script", "ScriptCall", "areply", "get", "register", "reply", "use"]
+__all__ = ["Rule", "Script", "ScriptCall", "areply", "astream", "get", "register", "reply", "use"]
 
 
 @dataclass(frozen=True)
@@ -212,6 +212,16 @@ def reply(model: str, messages: list[dict[str, Any]], params: dict[str, Any],
     return _usage(messages, _answer(script, messages, params, meta))
 
 
+async def astream(model: str, messages: list[dict[str, Any]], params: dict[str, Any],
+                  meta: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    """The same reply as :func:`areply`, word by word, then its usage (litellm's
+    ``GenericStreamingChunk`` dicts, read by the door and by litellm's adapter alike)."""
+    text, prompt_tokens, completion_tokens = await areply(model, messages, params, meta)
+    for chunk in generic_chunks(text, prompt_tokens, completion_tokens):
+        yield chunk
+        await asyncio.sleep(0)  # a real stream lets others run between chunks
+
+
 def _who(meta: dict[str, Any]) -> tuple[str, str]:
     """The calling role and node, from the call's metadata."""
     role = str(meta.get("role", "user"))
@@ -227,5 +237,6 @@ def _answer(script: Script, messages: list, optional_params: dict, meta: dict[st
 
 
 def _usage(messages: list, text: str) -> tuple[str, int, int]:
+    """The reply with its prompt and completion tokens (streamed or not: the same)."""
     prompt = "".join(str(m.get("content", "")) for m in messages)
     return text, rough_tokens(prompt), rough_tokens(text)

@@ -67,7 +67,7 @@ async def critique(
     messages = render("critic", spec.prompt, task=task, answer=answer.text,
                       final=answer.value if answer.value is not None else "(none given)",
                       round=round, **ctx.memory_vars(node, "critic"))
-    result = await ctx.chat(node, spec, messages, kind="critic", schema=SCHEMA)
+    result = await ctx.chat(node, spec, messages, kind="critic", schema=SCHEMA, round=round)
     found = parse_critique(result.text)
     step = ctx.step(node=node, role="critic", round=round, messages=messages, result=result,
                     parsed=found.model_dump(), answer=answer.value)

@@ -60,7 +60,8 @@ async def argue(
         side=side,
         opponent=opponent,
     )
-    result = await ctx.chat(node, spec, messages, kind="debater", sample=sample)
+    result = await ctx.chat(node, spec, messages, kind="debater", sample=sample,
+                            round=round)
     answer = await read_answer(ctx.team, spec, result.text)
     step = ctx.step(node=node, role="debater", round=round, messages=messages, result=result,
                     parsed=answer.model_dump(), answer=answer.value,

@@ -58,7 +58,8 @@ async def generate(
         reflections=reflections or [],
         round=round,
     )
-    result = await ctx.chat(node, spec, messages, kind="generator", sample=sample)
+    result = await ctx.chat(node, spec, messages, kind="generator", sample=sample,
+                            round=round)
     answer = await read_answer(ctx.team, spec, result.text)
     step = ctx.step(node=node, role="generator", round=round, messages=messages, result=result,
                     parsed=answer.model_dump(), answer=answer.value, previous=previous,

@@ -49,7 +49,7 @@ async def judge(
     messages = render("judge", spec.prompt, task=task,
                       format_hint=FORMAT_HINTS[ctx.team.answer.format], answers=list(answers),
                       round=round, **ctx.memory_vars(node, "judge"))
-    result = await ctx.chat(node, spec, messages, kind="judge")
+    result = await ctx.chat(node, spec, messages, kind="judge", round=round)
     decision = parse_judgement(ctx.team, result.text, answers)
     step = ctx.step(node=node, role="judge", round=round, messages=messages, result=result,
                     parsed=decision.model_dump(), answer=decision.answer, previous=previous,

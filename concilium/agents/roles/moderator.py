@@ -42,7 +42,7 @@ async def moderate(
                       format_hint=FORMAT_HINTS[ctx.team.answer.format],
                       affirmative=affirmative.text, negative=negative.text, round=round,
                       **ctx.memory_vars(node, "moderator"))
-    result = await ctx.chat(node, spec, messages, kind="moderator")
+    result = await ctx.chat(node, spec, messages, kind="moderator", round=round)
     decision = parse_decision(ctx.team, result.text)
     step = ctx.step(node=node, role="moderator", round=round, messages=messages, result=result,
                     parsed=decision.model_dump(), answer=decision.answer)

@@ -40,7 +40,7 @@ async def refine(
         feedback=feedback or "The checker rejected the answer without details.",
         round=round,
     )
-    result = await ctx.chat(node, spec, messages, kind="refiner")
+    result = await ctx.chat(node, spec, messages, kind="refiner", round=round)
     answer = await read_answer(ctx.team, spec, result.text)
     step = ctx.step(node=node, role="refiner", round=round, messages=messages, result=result,
                     parsed=answer.model_dump(), answer=answer.value, previous=previous.value,

@@ -40,7 +40,7 @@ async def reflect(
                       format_hint=FORMAT_HINTS[ctx.team.answer.format], answer=answer.text,
                       final=final, feedback=feedback, reflections=reflections or [], round=round,
                       **ctx.memory_vars(node, "reflector"))
-    result = await ctx.chat(node, spec, messages, kind="reflector")
+    result = await ctx.chat(node, spec, messages, kind="reflector", round=round)
     found = parse_reflection(result.text, f"The answer {final} was wrong: {feedback}")
     step = ctx.step(node=node, role="reflector", round=round, messages=messages, result=result,
                     parsed=found.model_dump(), answer=answer.value)

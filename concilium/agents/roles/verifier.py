@@ -138,7 +138,7 @@ async def verify(
     messages = render("verifier", spec.prompt, task=task, answer=answer.text,
                       final=answer.value if answer.value is not None else "(none given)",
                       round=round, **ctx.memory_vars(node, "verifier"))
-    result = await ctx.chat(node, spec, messages, kind="verifier", schema=SCHEMA)
+    result = await ctx.chat(node, spec, messages, kind="verifier", schema=SCHEMA, round=round)
     number = ctx.team.answer.format == "number"  # a stated answer is compared as a number
     verdict = parse_verdict(result.text, answer.value if number else None)
     step = ctx.step(node=node, role="verifier", round=round, messages=messages, result=result,
