@@ -27,7 +27,7 @@ class Step(TypedDict, total=False):
     kind: str  # "llm" | "tool" | "human" (a person's reply)
     model: str
     round: int
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     output: str
     parsed: dict[str, Any]
     prompt_tokens: int

@@ -39,6 +39,7 @@ __all__ = [
     "FallbackSpec",
     "KindSpec",
     "LimitsSpec",
+    "McpServerSpec",
     "MemorySpec",
     "PromptSpec",
     "RetrySpec",
@@ -46,6 +47,7 @@ __all__ = [
     "StrategySpec",
     "TeamSpec",
     "locate",
+    "namespace_of",
     "parse_dict",
     "parse_file",
     "parse_text",
@@ -156,7 +158,18 @@ class RoleSpec(_Strict):
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(256, gt=0, le=32_768)
     prompt: PromptSpec | None = None
-    tools: list[str] = Field(default_factory=list, description="Tool names the role may use.")
+    tools: list[str] = Field(
+        default_factory=list,
+        description="Tools the model may call: built-ins (calculator, python, answer_check, "
+        "memory_search), a Python import path (package.module:function, or a LangChain "
+        "BaseTool), mcp:<server> or mcp:<server>/<tool> (servers under the team's `mcp:`).",
+    )
+    tool_protocol: Literal["auto", "native", "prompt"] = Field(
+        "auto",
+        description="How tools are offered: native function calling (tools= in the request), "
+        "a prompt with <tool_call> markers (for models without it, e.g. the local default), "
+        "or auto: native where litellm says the model supports it.",
+    )
     check: Literal["llm", "calculator", "tests", "reference"] | None = Field(
         None,
         description="Verifier only: judge with the model (llm) or a tool: calculator, tests "
@@ -217,11 +230,12 @@ class RoleSpec(_Strict):
     @field_validator("tools")
     @classmethod
     def _known_tools(cls, tools: list[str]) -> list[str]:
-        from concilium.tools import TOOLS
+        from concilium.tools.registry import check_reference
 
         for name in tools:
-            if name not in TOOLS:
-                raise ValueError(f"unknown tool {name!r}; known: {', '.join(sorted(TOOLS))}")
+            problem = check_reference(name)
+            if problem is not None:
+                raise ValueError(problem)
         return tools
 
 
@@ -253,6 +267,38 @@ class LimitsSpec(_Strict):
     max_tokens: int | None = Field(None, ge=1, description="Token budget of the whole run.")
     max_cost: float | None = Field(None, ge=0.0, description="Cost budget in USD.")
     timeout_s: float = Field(900.0, gt=0.0, description="Wall-clock limit of the whole run.")
+    max_tool_calls: int = Field(
+        20, ge=0, le=10_000, description="Tool calls the models of the run may make in all; "
+        "one more stops the run (budget).",
+    )
+
+
+class McpServerSpec(_Strict):
+    """An MCP server whose tools roles may use: a command (stdio) or a URL (Streamable HTTP)."""
+
+    command: str | list[str] | None = Field(
+        None, description="Program and arguments of a stdio server, e.g. [python, server.py] "
+        "(a string is split as a shell would); it starts with a minimal environment (PATH, "
+        "HOME, ...) plus `env`.",
+    )
+    args: list[str] = Field(default_factory=list, description="More arguments of `command`.")
+    env: dict[str, str] | None = Field(None, description="Environment of a stdio server.")
+    cwd: str | None = Field(None, description="Working directory of a stdio server.")
+    url: ApiBase = Field(None, description="URL of a Streamable HTTP server, e.g. "
+                         "http://127.0.0.1:8000/mcp.")
+    headers: ExtraHeaders = None
+    api_key_env: ApiKeyEnv = None
+    timeout_s: float = Field(60.0, gt=0.0, description="Limit of one tool call.")
+    connect_timeout_s: float = Field(30.0, gt=0.0, description="Limit of start and handshake.")
+    quiet: bool = Field(False, description="Drop a stdio server's stderr instead of showing it.")
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerSpec:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give either `command` (a stdio server) or `url` (an HTTP one)")
+        if self.command is not None and not self.command:
+            raise ValueError("`command` is empty")
+        return self
 
 
 class RetrySpec(_Strict):
@@ -344,6 +390,10 @@ class TeamSpec(_Strict):
     limits: LimitsSpec = LimitsSpec()
     retry: RetrySpec = RetrySpec()
     memory: MemorySpec = MemorySpec()
+    mcp: dict[str, McpServerSpec] = Field(
+        default_factory=dict, description="MCP servers by name; a role's tools name them as "
+        "mcp:<name> (all their tools) or mcp:<name>/<tool>.",
+    )
     kinds: dict[str, KindSpec] = Field(
         default_factory=dict,
         description="Role kinds of this team's own (custom graphs): a prompt and a declared "
@@ -377,6 +427,10 @@ class TeamSpec(_Strict):
                     found.append((("roles", key, "fallbacks", i, "api_key_env"),
                                   f"role {key}'s fallback {fallback.model}",
                                   fallback.api_key_env))
+        for name, server in self.mcp.items():
+            if server.api_key_env:
+                found.append((("mcp", name, "api_key_env"), f"MCP server {name}",
+                              server.api_key_env))
         return found
 
     def kind_of(self, key: str) -> str:
@@ -425,6 +479,11 @@ class TeamSpec(_Strict):
 
 
 RoleSpec.model_rebuild()  # ``team:`` holds a TeamSpec
+
+
+def namespace_of(spec: TeamSpec) -> str:
+    """The team's memory namespace: its ``memory.namespace``, else its name."""
+    return spec.memory.namespace or spec.name
 
 
 # ---------------------------------------------------------------------------- loading

@@ -65,6 +65,12 @@ class RunContext:
     managed: bool = False
     """Whether the run's recall, ledger and timeout are done around the graph (by
     ``concilium.run.execute``); if not, the compiled team graph does them itself."""
+    tool_calls: int = 0
+    """Tool calls the models made so far (``limits.max_tool_calls``)."""
+    memory: Any = None
+    """The run's reflection memory, searched by the ``memory_search`` tool (``None``: none)."""
+    toolbox: Any = field(default=None, repr=False)
+    """The run's tools and MCP connections (:class:`concilium.tools.calling.ToolBox`)."""
     memory_view: MemoryView | None = None
     """The lessons and behaviors each role reads (``memory.lessons_for``/``behaviors_for``)."""
     _seen: dict[str, int] = field(default_factory=dict, repr=False)
@@ -121,11 +127,38 @@ class RunContext:
         role's parser reads the reply either way. A role a person plays (``role: human``)
         asks the person instead (:mod:`concilium.agents.roles.human`), free of budget.
         ``round`` is told to traces and token deltas.
+
+        A role with ``tools`` gets them offered here: the tool loop
+        (:mod:`concilium.tools.calling`) calls the model, runs the tools it asks for and
+        calls it again until it answers; the reply returned is that answer, and
+        :meth:`step` records the exchange before it.
         """
         if spec.role == "human" or (spec.role is None and node == "human"):
             from concilium.agents.roles.human import ask_person
 
             return await ask_person(self, node, list(messages), kind=kind)
+        if spec.tools:
+            from concilium.tools.calling import chat_with_tools
+
+            return await chat_with_tools(self, node, spec, messages, kind=kind, sample=sample,
+                                         round=round, stop=stop, schema=schema)
+        return await self.call_model(node, spec, messages, kind=kind, sample=sample,
+                                     round=round, stop=stop, schema=schema)
+
+    async def call_model(
+        self,
+        node: str,
+        spec: RoleSpec,
+        messages: Sequence[dict[str, Any]],
+        *,
+        kind: str,
+        sample: int = 0,
+        round: int = 0,
+        stop: Sequence[str] | None = None,
+        schema: dict[str, Any] | None = None,
+        tools: Sequence[dict[str, Any]] | None = None,
+    ) -> ChatResult:
+        """Exactly one budgeted, journaled model call (``tools``: native function schemas)."""
         self._check_budget()
         self.llm_calls += 1  # reserved before the await, so parallel calls cannot overshoot
         model = self.model_for(spec)
@@ -146,7 +179,7 @@ class RunContext:
             on_delta = self._deltas(metadata, listener)
         try:
             result = await self._call(messages, model, spec, node, where, retry, metadata,
-                                      stop, kind, schema, on_delta)
+                                      stop, kind, schema, on_delta, tools)
         except BaseException as error:
             if listener is not None:
                 await listener.error(error)
@@ -190,7 +223,8 @@ class RunContext:
     async def _call(self, messages: Sequence[dict[str, str]], model: str, spec: RoleSpec,
                     node: str, where: Endpoint, retry: Any, metadata: dict[str, Any],
                     stop: Sequence[str] | None, kind: str, schema: dict[str, Any] | None,
-                    on_delta: Callable[[Delta], Any] | None) -> ChatResult:
+                    on_delta: Callable[[Delta], Any] | None,
+                    tools: Sequence[dict[str, Any]] | None = None) -> ChatResult:
         return await chat(
             messages,
             model=model,
@@ -213,6 +247,7 @@ class RunContext:
             api_base=where.api_base,
             api_key=where.api_key,
             extra_headers=where.extra_headers,
+            tools=tools,
             on_delta=on_delta,
         )
 
@@ -234,6 +269,22 @@ class RunContext:
         self.llm_calls = len(paid)
         self.tokens = sum(s.get("prompt_tokens", 0) + s.get("completion_tokens", 0) for s in paid)
         self.cost = sum(s.get("cost", 0.0) for s in paid)
+        self.tool_calls = sum(1 for s in steps if s.get("kind") == "tool"
+                              and (s.get("parsed") or {}).get("call_id") is not None)
+
+    def count_tool_calls(self, n: int) -> None:
+        """Reserve ``n`` tool calls, or stop the run if that would pass ``max_tool_calls``."""
+        limit = self.team.limits.max_tool_calls
+        if self.tool_calls + n > limit:
+            raise BudgetExceeded(f"max_tool_calls ({limit}) reached: the model asked for "
+                                 f"{n} more after {self.tool_calls}")
+        self.tool_calls += n
+
+    async def aclose(self) -> None:
+        """Release what the run opened for its tools (MCP server connections)."""
+        if self.toolbox is not None:
+            box, self.toolbox = self.toolbox, None
+            await box.aclose()
 
     def rewind(self) -> None:
         """Before a paused node runs again in this process: its calls and steps get the
@@ -271,7 +322,7 @@ class RunContext:
         node: str,
         role: str,
         round: int,
-        messages: Sequence[dict[str, str]] = (),
+        messages: Sequence[dict[str, Any]] = (),
         result: ChatResult | None = None,
         output: str = "",
         parsed: dict[str, Any] | None = None,
@@ -288,6 +339,8 @@ class RunContext:
         before it: the step records whether the answer changed and, with a reference,
         which way it flipped (right->wrong or wrong->right).
         """
+        for pending in getattr(result, "exchange", ()):  # the tool loop's calls come first
+            self.step(node=node, role=role, round=round, **pending)
         secrets = secret_values()  # the ledger never holds a key, whatever the task says
         text = result.text if result is not None else output
         # The same step of a task that runs again after a resume gets the same id, so

@@ -43,6 +43,7 @@ __all__ = [
     "record_provider_error",
     "register_price",
     "supports_json_schema",
+    "supports_tools",
 ]
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -126,6 +127,10 @@ class ChatResult:
     errors: list[str] = field(default_factory=list)
     replayed: bool = False
     """Answered from a resumed run's call journal: made (and paid for) before the crash."""
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    """Native function calls the model asked for: ``{id, name, arguments}``, ``arguments``
+    the raw JSON text it sent (parsed, and its faults reported, by the tool loop)."""
+    finish_reason: str | None = None
     first_token_ms: float | None = None
     """Streamed calls: milliseconds from the call to its first text (time to first token)."""
 
@@ -219,6 +224,18 @@ def supports_json_schema(model: str) -> bool:
     try:
         return bool(litellm_module().supports_response_schema(model=model))
     except Exception:  # an unknown provider or model: no schema
+        return False
+
+
+def supports_tools(model: str) -> bool:
+    """Whether ``model`` takes native function calling (``tools=``), by litellm's table.
+
+    A model it does not know (the local and scripted ones, most self-hosted names) is
+    offered tools through the prompt protocol instead (:mod:`concilium.tools.calling`).
+    """
+    try:
+        return bool(litellm_module().supports_function_calling(model=model))
+    except Exception:  # an unknown provider or model: no native tools
         return False
 
 
@@ -339,16 +356,19 @@ async def _one_call(
     metadata: dict[str, Any],
     policy: RetryPolicy,
     relay: Relay | None = None,
-) -> tuple[str, int, int, float]:
-    """One try: ``(text, prompt tokens, completion tokens, cost)``; streamed to ``relay``.
+) -> tuple[str, int, int, float, list[dict[str, Any]], str | None]:
+    """One try: ``(text, prompt tokens, completion tokens, cost, tool calls, finish reason)``;
+    streamed to ``relay``.
 
     Our own providers and OpenAI-compatible servers are called directly
     (:mod:`concilium.agents.direct`; an HTTP server's stream goes through litellm);
-    everything else goes through litellm.
+    everything else, and any call offering ``tools`` (the direct client does not read
+    tool calls back), goes through litellm.
     """
     from concilium.agents import direct
 
-    call = direct.route(model, params, stream=relay is not None)
+    call = (direct.route(model, params, stream=relay is not None)
+            if not params.get("tools") else None)
     if call is not None:
         # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives as
         # the call completes, and a cancelled (Ctrl-C'd) run would then carry on.
@@ -359,7 +379,8 @@ async def _one_call(
             else:
                 text, prompt, completion = await direct.own_stream(
                     model, messages, params, metadata, relay)
-        return text, prompt, completion, direct.price_of(model, prompt, completion, _prices)
+        return (text, prompt, completion, direct.price_of(model, prompt, completion, _prices),
+                [], None)
     lm = litellm_module()
     call_id = next(_call_ids)
     if relay is not None:  # the same usage comes back in the stream's last chunk
@@ -384,7 +405,7 @@ async def _one_call(
         raise
     finally:
         take_provider_error(call_id)
-    return (_content(response), *_usage_cost(lm, response))
+    return (_content(response), *_usage_cost(lm, response), *_tool_calls(response))
 
 
 @tracing.model_span
@@ -404,6 +425,7 @@ async def chat(
     api_base: str | None = None,
     api_key: str | None = None,
     extra_headers: Mapping[str, str] | None = None,
+    tools: Sequence[dict[str, Any]] | None = None,
     on_delta: DeltaSink | None = None,
 ) -> ChatResult:
     """Call a model through litellm with retries, a timeout per try and fallbacks.
@@ -428,6 +450,9 @@ async def chat(
         api_key: the key for that server; default: the provider's usual variable, or
             :data:`NO_KEY` when ``api_base`` is given.
         extra_headers: HTTP headers sent with each call to ``model``.
+        tools: OpenAI-style function schemas offered for native function calling; the
+            calls the model makes come back in ``ChatResult.tool_calls`` (the tool loop,
+            :mod:`concilium.tools.calling`, runs them).
         on_delta: stream the reply: called with each piece of text as it is generated
             (a :class:`Delta`; one marked ``restart`` voids the text before it, when a
             try fails midway and another starts). The result is the same as unstreamed.
@@ -449,6 +474,8 @@ async def chat(
         params["stop"] = list(stop)
     if response_format is not None:
         params["response_format"] = response_format
+    if tools:
+        params["tools"] = list(tools)
     primary = Endpoint(model, api_base, api_key, extra_headers)
     routes = [primary, *(f if isinstance(f, Endpoint) else
                          replace(primary, model=f) for f in fallbacks)]
@@ -468,7 +495,8 @@ async def chat(
                 await relay.send(str(hit.get("text", "")), str(hit.get("model", model)))
             return ChatResult(text=str(hit.get("text", "")), model=str(hit.get("model", model)),
                               latency_ms=(time.perf_counter() - start) * 1000.0, attempts=0,
-                              cached=True)
+                              cached=True, tool_calls=list(hit.get("tool_calls") or []),
+                              finish_reason=hit.get("finish_reason"))
     for index, route in enumerate(routes):
         candidate = route.model
         _check_allowed(candidate)
@@ -479,9 +507,10 @@ async def chat(
                 async with breaker.guard(name, wait=index == len(routes) - 1,
                                          transient=_is_transient, retry_after=_retry_after_s):
                     attempts += 1
-                    text, prompt_tokens, completion_tokens, cost = await _one_call(
-                        candidate, messages, {**params, **route.params()}, metadata or {},
-                        retry, relay)
+                    (text, prompt_tokens, completion_tokens, cost, calls,
+                     finish) = await _one_call(candidate, messages,
+                                               {**params, **route.params()}, metadata or {},
+                                               retry, relay)
             except breaker.CircuitOpen as cooling:
                 errors.append(f"{candidate}: CircuitOpen: {cooling}")
                 if index < len(routes) - 1:
@@ -499,7 +528,9 @@ async def chat(
             if key is not None and cache is not None and index == 0:
                 await cache.put(key, {"text": text, "model": candidate,
                                       "prompt_tokens": prompt_tokens,
-                                      "completion_tokens": completion_tokens, "cost": cost})
+                                      "completion_tokens": completion_tokens, "cost": cost,
+                                      **({"tool_calls": calls, "finish_reason": finish}
+                                         if calls else {})})
             return ChatResult(
                 text=text,
                 model=candidate,
@@ -510,6 +541,8 @@ async def chat(
                 attempts=attempts,
                 fallback_used=index > 0,
                 errors=errors,
+                tool_calls=calls,
+                finish_reason=finish,
                 first_token_ms=None if relay is None or relay.first_at is None
                 else (relay.first_at - start) * 1000.0,
             )
@@ -522,6 +555,36 @@ def _content(response: Any) -> str:
     except (AttributeError, IndexError):
         return ""
     return content if isinstance(content, str) else ""
+
+
+def _tool_calls(response: Any) -> tuple[list[dict[str, Any]], str | None]:
+    """The function calls of a reply as plain data, and its finish reason.
+
+    Nothing here rejects a malformed call: a missing id gets one, arguments that are
+    not a string (some servers send an object) become JSON text, and the tool loop
+    answers whatever is wrong with a tool message the model can read.
+    """
+    try:
+        choice = response.choices[0]
+    except (AttributeError, IndexError, TypeError):
+        return [], None
+    finish = getattr(choice, "finish_reason", None)
+    raw = getattr(getattr(choice, "message", None), "tool_calls", None) or []
+    calls: list[dict[str, Any]] = []
+    for i, call in enumerate(raw):
+        function = getattr(call, "function", None)
+        if function is None and isinstance(call, dict):
+            function = call.get("function")
+        name = getattr(function, "name", None) if not isinstance(function, dict) else \
+            function.get("name")
+        arguments = getattr(function, "arguments", None) if not isinstance(function, dict) \
+            else function.get("arguments")
+        if arguments is not None and not isinstance(arguments, str):
+            arguments = json.dumps(arguments, ensure_ascii=False, default=str)
+        call_id = getattr(call, "id", None) if not isinstance(call, dict) else call.get("id")
+        calls.append({"id": str(call_id or f"call_{i}"), "name": str(name or ""),
+                      "arguments": arguments if arguments is not None else ""})
+    return calls, str(finish) if finish is not None else None
 
 
 def _short(error: BaseException, limit: int = 200) -> str:

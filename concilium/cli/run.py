@@ -134,6 +134,9 @@ def print_step(step: Any) -> None:
     verdict = step.get("parsed", {}).get("accepted")
     if verdict is not None and step.get("role") == "verifier":
         extra += " accepted" if verdict else " rejected"
+    if "call_id" in (step.get("parsed") or {}):  # a tool call a model made: input → output
+        given = " ".join(str(m.get("content", "")) for m in step.get("messages") or [])
+        extra += f"  {given[:80]} → {' '.join(str(step.get('output', '')).split())[:80]}"
     err.print(
         f"  r{step.get('round', 0)} {step.get('node', '?'):<12} {step.get('model', ''):<20} "
         f"{tokens:>14} {step.get('latency_ms', 0):>7.0f} ms  answer={answer}{extra}"

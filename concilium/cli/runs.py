@@ -120,6 +120,14 @@ def show_command(
         label = (f"#{step.seq} {step.node} ({step.role}) {step.model}  {cost}"
                  f"{step.latency_ms:.0f} ms  answer={step.answer}"
                  + (f"  [{', '.join(flags)}]" if flags else ""))
+        called = step.parsed if isinstance(step.parsed, dict) else {}
+        if step.kind == "tool" and "call_id" in called:  # a call a model made: input → output
+            given = " ".join(str(m.get("content", "")) for m in step.messages or [])
+            label = (f"#{step.seq} {step.node} ({step.role}) tool {step.model}  "
+                     f"{step.latency_ms:.0f} ms" + ("" if called.get("ok", True) else "  [error]"))
+            branch.add(Text(label)).add(Text(f"{_short(given, 100)} → {_short(step.output, 100)}",
+                                             style="dim"))
+            continue
         node = branch.add(Text(label))
         if messages:
             for message in step.messages:

@@ -138,6 +138,12 @@ def check_kinds(spec: TeamSpec) -> tuple[tuple[Any, ...], str] | None:
         kind = known.get(spec.kind_of(key))
         if role.check is not None and (kind is None or not kind.checks):
             return ("roles", key, "check"), "only a verifier has `check`"
+        for i, tool in enumerate(role.tools):
+            server = tool[4:].partition("/")[0] if tool.startswith("mcp:") else None
+            if server is not None and server not in spec.mcp:
+                declared = ", ".join(sorted(spec.mcp)) or "none"
+                return ("roles", key, "tools", i), (
+                    f"MCP server {server!r} is not declared under `mcp:` (declared: {declared})")
         if role.program_aided is not None and (kind is None or not kind.program_aided):
             return ("roles", key, "program_aided"), (
                 "only a generator, a debater or a refiner can be program-aided")

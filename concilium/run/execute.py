@@ -176,6 +176,7 @@ async def execute(
         ctx = new_context(spec, run_id=run_id, reference=run["reference"], seed=run["seed"],
                           reveal_reference=run.get("reveal_reference", True),
                           on_step=collect, on_delta=on_delta, managed=True)
+        stack.push_async_callback(ctx.aclose)  # the tools' MCP servers, if any
         if resume:
             ctx.restore(saved["values"].get("steps") or [])
         # Memory: recall lessons, start (or reopen) the ledger row, use the response cache.
@@ -184,6 +185,7 @@ async def execute(
         mem = await open_run_memory(spec, ctx, run["task"], lessons=run["lessons"],
                                     memory=memory, record=record, resume=resume,
                                     behaviors=run.get("behaviors"))
+        ctx.memory = mem.memory if mem is not None else None  # for memory_search
         if mem is not None:  # issue 13: a resumed run reads the same behaviors
             run["behaviors"] = [b.to_json() for b in mem.behaviors]
         lessons = run["lessons"]
@@ -337,9 +339,25 @@ async def _forget(saver: Any, ctx: RunContext, run_id: str) -> None:
 
 
 def _merge_steps(saved: list[Step], seen: list[Step]) -> list[Step]:
-    """The checkpoint's steps, then the ones it does not hold (a stopped node's), once each."""
+    """The checkpoint's steps with the ones it does not hold, once each, in the order seen.
+
+    A step the checkpoint lacks (a stopped node's; a tool loop's turns and tool calls,
+    which no node returns) goes just before the checkpointed step that followed it.
+    """
     ids = {s.get("id") for s in saved}
-    return [*saved, *(s for s in seen if s.get("id") not in ids)]
+    before: dict[Any, list[Step]] = {}
+    pending: list[Step] = []
+    for step in seen:
+        if step.get("id") in ids:
+            before.setdefault(step.get("id"), []).extend(pending)
+            pending = []
+        else:
+            pending.append(step)
+    merged: list[Step] = []
+    for step in saved:
+        merged += before.pop(step.get("id"), [])
+        merged.append(step)
+    return [*merged, *pending]
 
 
 async def _finished(run_id: str, memory: Memory | bool | None) -> bool:

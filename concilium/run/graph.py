@@ -160,6 +160,8 @@ def _compiled_team_class() -> type:
             mem = await open_run_memory(
                 spec, ctx, task, lessons=input.get("lessons"), memory=self.memory, record=None
             )
+            if mem is not None:
+                ctx.memory = mem.memory  # for the memory_search tool
             if mem is not None and input.get("lessons") is None:
                 input = {**input, "lessons": mem.lessons}
             steps: list[Step] = []

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from concilium.errors import BudgetExceeded, ModelError
+from concilium.spec import namespace_of
 
 if TYPE_CHECKING:
     from concilium.agents.context import RunContext
@@ -47,11 +48,6 @@ __all__ = ["RunMemory", "namespace_of", "open_run_memory", "outcome_of", "rememb
 log = logging.getLogger(__name__)
 
 MAX_LESSON_CHARS = 600
-
-
-def namespace_of(spec: TeamSpec) -> str:
-    """The team's memory namespace: its ``memory.namespace``, else its name."""
-    return spec.memory.namespace or spec.name
 
 
 def remember_policy(spec: TeamSpec) -> str:

@@ -1,7 +1,9 @@
 """Tools that check answers from outside the model: no shared blind spots.
 
-``TOOLS`` names every tool a team file may list; each is built lazily (LangChain
-tools import langchain-core, which a CLI ``--help`` should not pay for).
+``TOOLS`` names every built-in tool a team file may list; each is built lazily (LangChain
+tools import langchain-core, which a CLI ``--help`` should not pay for). A role's
+``tools:`` may also name Python functions, LangChain tools and MCP servers
+(:mod:`concilium.tools.registry`); :mod:`concilium.tools.calling` offers them to the model.
 """
 
 from __future__ import annotations
@@ -30,10 +32,17 @@ def _answer_check() -> Any:
     return answer_check_tool()
 
 
+def _memory_search() -> Any:
+    from concilium.tools.memory_search import memory_search_tool
+
+    return memory_search_tool(None, "default")  # the tool loop binds the run's memory
+
+
 TOOLS: dict[str, Callable[[], Any]] = {
     "calculator": _calculator,
     "python": _python,
     "answer_check": _answer_check,
+    "memory_search": _memory_search,
 }
 
 

@@ -46,6 +46,9 @@ function stepCard(step) {
   if (step.answer_changed) badges.push(el("span", {class: "badge changed"}, "changed"));
   if (step.flip === "right->wrong") badges.push(el("span", {class: "badge flip-rw"}, "right→wrong"));
   if (step.flip === "wrong->right") badges.push(el("span", {class: "badge flip-wr"}, "wrong→right"));
+  if (step.kind === "tool" && parsed.ok === false) badges.push(el("span", {class: "badge rejected"}, "tool error"));
+  if (Array.isArray(parsed.tool_calls)) badges.push(el("span", {class: "badge changed"},
+    "asks " + parsed.tool_calls.map(c => c.name).join(", ")));
   const card = el("div", {class: "card step " + (step.kind === "tool" ? "tool" : ""), "data-role": step.role},
     el("div", {}, el("b", {}, step.node || step.role), " ", ...badges),
     el("div", {class: "meta"}, step.model, " · ",
@@ -55,7 +58,8 @@ function stepCard(step) {
   const why = parsed.reason || parsed.feedback || (parsed.issues || []).join("; ");
   if (why) card.append(el("div", {class: "meta"}, why));
   if (step.kind === "tool") {
-    const input = (step.messages || []).map(m => m.content).join("\n");
+    const input = "call_id" in parsed ? `${step.model}(${(step.messages || []).map(m => m.content).join(", ")})`
+                                      : (step.messages || []).map(m => m.content).join("\n");
     if (input) card.append(el("pre", {}, "input: " + input));
     card.append(el("pre", {}, "result: " + (step.output || "")));
   } else if (step.output) card.append(el("pre", {}, step.output));
