@@ -29,10 +29,10 @@ from typer.testing import CliRunner
 from concilium import TeamFileError, load_team
 from concilium.agents.llm import allow_only
 from concilium.agents.providers import scripted
+from concilium.agents.tool_loop import parse_prompt_calls
 from concilium.cli.app import app
 from concilium.errors import ConfigError
 from concilium.team import RunFailed
-from concilium.tools.calling import parse_prompt_calls
 from tests.waiting import wait_for
 
 TASK = "What is 17 * 24 + 3?"

@@ -70,7 +70,7 @@ class RunContext:
     memory: Any = None
     """The run's reflection memory, searched by the ``memory_search`` tool (``None``: none)."""
     toolbox: Any = field(default=None, repr=False)
-    """The run's tools and MCP connections (:class:`concilium.tools.calling.ToolBox`)."""
+    """The run's tools and MCP connections (:class:`concilium.agents.tool_loop.ToolBox`)."""
     memory_view: MemoryView | None = None
     """The lessons and behaviors each role reads (``memory.lessons_for``/``behaviors_for``)."""
     _seen: dict[str, int] = field(default_factory=dict, repr=False)
@@ -129,7 +129,7 @@ class RunContext:
         ``round`` is told to traces and token deltas.
 
         A role with ``tools`` gets them offered here: the tool loop
-        (:mod:`concilium.tools.calling`) calls the model, runs the tools it asks for and
+        (:mod:`concilium.agents.tool_loop`) calls the model, runs the tools it asks for and
         calls it again until it answers; the reply returned is that answer, and
         :meth:`step` records the exchange before it.
         """
@@ -138,7 +138,7 @@ class RunContext:
 
             return await ask_person(self, node, list(messages), kind=kind)
         if spec.tools:
-            from concilium.tools.calling import chat_with_tools
+            from concilium.agents.tool_loop import chat_with_tools
 
             return await chat_with_tools(self, node, spec, messages, kind=kind, sample=sample,
                                          round=round, stop=stop, schema=schema)

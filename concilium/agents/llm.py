@@ -231,7 +231,7 @@ def supports_tools(model: str) -> bool:
     """Whether ``model`` takes native function calling (``tools=``), by litellm's table.
 
     A model it does not know (the local and scripted ones, most self-hosted names) is
-    offered tools through the prompt protocol instead (:mod:`concilium.tools.calling`).
+    offered tools through the prompt protocol instead (:mod:`concilium.agents.tool_loop`).
     """
     try:
         return bool(litellm_module().supports_function_calling(model=model))
@@ -452,7 +452,7 @@ async def chat(
         extra_headers: HTTP headers sent with each call to ``model``.
         tools: OpenAI-style function schemas offered for native function calling; the
             calls the model makes come back in ``ChatResult.tool_calls`` (the tool loop,
-            :mod:`concilium.tools.calling`, runs them).
+            :mod:`concilium.agents.tool_loop`, runs them).
         on_delta: stream the reply: called with each piece of text as it is generated
             (a :class:`Delta`; one marked ``restart`` voids the text before it, when a
             try fails midway and another starts). The result is the same as unstreamed.

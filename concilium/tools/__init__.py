@@ -3,7 +3,7 @@
 ``TOOLS`` names every built-in tool a team file may list; each is built lazily (LangChain
 tools import langchain-core, which a CLI ``--help`` should not pay for). A role's
 ``tools:`` may also name Python functions, LangChain tools and MCP servers
-(:mod:`concilium.tools.registry`); :mod:`concilium.tools.calling` offers them to the model.
+(:mod:`concilium.tools.registry`); :mod:`concilium.agents.tool_loop` offers them to the model.
 """
 
 from __future__ import annotations

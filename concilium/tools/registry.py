@@ -230,7 +230,7 @@ def builtin(
 
 def resolve_static(refs: Sequence[str], **builtin_options: Any) -> list[Tool]:
     """The built-in and Python tools ``refs`` name, in order (``mcp:`` entries are skipped:
-    they need a connection, which :class:`concilium.tools.calling.ToolBox` opens)."""
+    they need a connection, which :class:`concilium.agents.tool_loop.ToolBox` opens)."""
     from concilium.tools import TOOLS
 
     found: list[Tool] = []
