@@ -35,7 +35,7 @@ def _socket_url(url: str) -> str:
     return PG_SOCKET_URL + "&" + url.split("?", 1)[1]
 
 
-def _run_case(case: str, tmp_path: Path, timeout_s: float = 240.0) -> dict[str, Any]:
+def _run_case(case: str, tmp_path: Path, timeout_s: float = 900.0) -> dict[str, Any]:
     from memory_fixtures import pg_schema
     from netns import run_in_netns
 
