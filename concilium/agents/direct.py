@@ -79,11 +79,7 @@ async def own_stream(
 ) -> tuple[str, int, int]:
     """A call to our own provider, streamed: each piece to ``relay``, then the whole
     reply and its usage, the same as the unstreamed call gives."""
-    provider, name = model.split("/", 1)
-    from concilium.agents.providers import OWN
-
-    module = importlib.import_module(OWN[provider])
-    call_params = {k: v for k, v in params.items() if k not in _ROUTING}
+    module, name, call_params = _own_call(model, params)
     relay.begin()
     text: list[str] = []
     prompt = completion = 0
@@ -117,6 +113,15 @@ def _litellm_hooked() -> bool:
     )
 
 
+def _own_call(model: str, params: dict[str, Any]) -> tuple[Any, str, dict[str, Any]]:
+    """Our provider's module for ``model``, the model's name and the call's own params."""
+    provider, name = model.split("/", 1)
+    from concilium.agents.providers import OWN
+
+    module = importlib.import_module(OWN[provider])
+    return module, name, {k: v for k, v in params.items() if k not in _ROUTING}
+
+
 async def _own(
     model: str,
     messages: Sequence[dict[str, Any]],
@@ -124,11 +129,7 @@ async def _own(
     metadata: dict[str, Any],
     timeout_s: float,
 ) -> tuple[str, int, int]:
-    provider, name = model.split("/", 1)
-    from concilium.agents.providers import OWN
-
-    module = importlib.import_module(OWN[provider])
-    call_params = {k: v for k, v in params.items() if k not in _ROUTING}
+    module, name, call_params = _own_call(model, params)
     return await module.areply(name, list(messages), call_params, metadata)  # type: ignore[no-any-return]
 
 
