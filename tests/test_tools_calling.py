@@ -33,7 +33,7 @@ from concilium.agents.tool_loop import parse_prompt_calls
 from concilium.cli.app import app
 from concilium.errors import ConfigError
 from concilium.team import RunFailed
-from tests.waiting import wait_for
+from waiting import wait_for
 
 TASK = "What is 17 * 24 + 3?"
 MCP_SERVER = Path(__file__).resolve().parent / "mcp_server.py"
