@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 from typer.testing import CliRunner
+from waiting import wait_for
 
 from concilium import TeamFileError, load_team
 from concilium.agents.llm import allow_only
@@ -33,7 +34,6 @@ from concilium.agents.tool_loop import parse_prompt_calls
 from concilium.cli.app import app
 from concilium.errors import ConfigError
 from concilium.team import RunFailed
-from waiting import wait_for
 
 TASK = "What is 17 * 24 + 3?"
 MCP_SERVER = Path(__file__).resolve().parent / "mcp_server.py"
