@@ -122,3 +122,60 @@ def test_a_run_on_our_own_providers_never_imports_litellm(tmp_path) -> None:
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-1] == "False"
+
+
+def test_an_eval_and_a_batch_of_our_own_models_never_import_litellm(tmp_path) -> None:
+    """The runners warm litellm before their first item only when a call will go through
+    it (issue #17): a scripted team's evaluation and batch pay neither its ~4 s nor its
+    ~150 MB."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    team = str(root / "examples" / "teams" / "gvr.yaml")
+    code = (
+        "import asyncio, json, sys\n"
+        "from pathlib import Path\n"
+        "from concilium import load_team\n"
+        "from concilium.agents.providers import scripted\n"
+        "from concilium.eval.datasets import load_dataset\n"
+        "from concilium.eval.runner import EvalOptions, Evaluation\n"
+        "from concilium.scale import Batch\n"
+        "scripted.register('cold', scripted.Script(default='Answer: 5'))\n"
+        f"team = load_team({team!r}, model='scripted/cold')\n"
+        "evaluation = Evaluation([team], load_dataset('arith:3:0'), Path('eval'),\n"
+        "                        EvalOptions(memory='read'))\n"
+        "asyncio.run(evaluation.run())\n"
+        "assert len(evaluation.records()[team.name]) == 3\n"
+        "Path('tasks.jsonl').write_text(json.dumps({'id': 'a', 'task': '2+3?'}) + '\\n')\n"
+        "batch = Batch(team, Path('tasks.jsonl'), Path('out.jsonl'))\n"
+        "asyncio.run(batch.run())\n"
+        "assert 'a' in batch.done, batch.done\n"
+        "print('litellm' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(root), "CONCILIUM_HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "False"
+
+
+def test_litellm_is_warmed_only_for_a_team_with_a_call_through_it() -> None:
+    """The route is :func:`direct.route`'s: our providers and an OpenAI-compatible server
+    are called directly; a hosted model, a fallback to one, or native tools need litellm."""
+    from concilium.agents.llm import through_litellm, warm_litellm
+    from concilium.spec import TeamSpec
+
+    def team(**role: object) -> TeamSpec:
+        return TeamSpec.model_validate({"name": "t", "strategy": "single",
+                                        "model": "scripted/x", "roles": {"generator": role}})
+
+    assert not through_litellm("scripted/x")
+    assert not through_litellm("local/smollm2")
+    assert not through_litellm("openai/qwen", "http://127.0.0.1:9/v1")
+    assert through_litellm("anthropic/claude-3-5-haiku-latest")
+    assert not warm_litellm([team(), team(model="openai/qwen", api_base="http://127.0.0.1:9/v1")])
+    assert warm_litellm([team(), team(fallbacks=["anthropic/claude-3-5-haiku-latest"])])
+    assert warm_litellm([team(model="gemini/gemini-2.0-flash")])

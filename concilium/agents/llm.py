@@ -18,15 +18,18 @@ import os
 import random
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from concilium import tracing
 from concilium.agents import breaker
 from concilium.agents.providers.base import record_provider_error, take_provider_error
 from concilium.agents.streaming import Delta, DeltaSink, Relay, collect
 from concilium.errors import ConciliumError, ModelError
+
+if TYPE_CHECKING:
+    from concilium.spec import TeamSpec
 
 __all__ = [
     "DEFAULT_RETRY",
@@ -44,6 +47,8 @@ __all__ = [
     "register_price",
     "supports_json_schema",
     "supports_tools",
+    "through_litellm",
+    "warm_litellm",
 ]
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -192,6 +197,53 @@ def litellm_module() -> Any:
         for model, (per_input, per_output) in _prices.items():
             _register_in_litellm(model, per_input, per_output)
     return _litellm
+
+
+def through_litellm(model: str, api_base: str | None = None) -> bool:
+    """Whether a plain call to ``model`` (at ``api_base``) is made by litellm, as
+    :func:`concilium.agents.direct.route` decides it (``False``: made without litellm)."""
+    from concilium.agents import direct
+
+    return direct.route(model, {"api_base": api_base} if api_base else {}) is None
+
+
+def warm_litellm(specs: Iterable[TeamSpec]) -> bool:
+    """Import litellm now if some call of these teams will go through it; ``True`` if so.
+
+    Runners call this before their first item so that item's clock does not pay the
+    import (seconds). Teams whose every model is ours (``scripted/``, ``local/``) or an
+    OpenAI-compatible ``api_base`` called directly never touch litellm, and then neither
+    does this: it would cost ~4 s and ~150 MB for nothing (issue #17).
+    """
+    from concilium.settings import get_settings
+
+    default = get_settings().model
+    if any(_needs_litellm(spec, default) for spec in specs):
+        litellm_module()
+        return True
+    return False
+
+
+def _needs_litellm(spec: TeamSpec, default: str) -> bool:
+    """Whether a call of ``spec`` (its roles, their fallbacks, its inner teams, and the
+    roles a strategy adds with the team's defaults) goes through litellm."""
+    from concilium.spec import TeamSpec
+
+    default = spec.model or default
+    endpoints: list[tuple[str, str | None]] = [(default, spec.api_base)]
+    for role in spec.roles.values():
+        if role.tools and role.tool_protocol != "prompt":
+            return True  # native tool calls (and litellm's table saying which) need it
+        if isinstance(role.team, TeamSpec):
+            if _needs_litellm(role.team, default):
+                return True
+        elif role.team is not None:
+            return True  # a team not loaded yet: cannot tell, so warm it
+        base = role.api_base if role.api_base is not None else spec.api_base
+        endpoints.append((role.model or default, base))
+        endpoints += [(f, base) if isinstance(f, str) else (f.model, f.api_base)
+                      for f in role.fallbacks]
+    return any(through_litellm(model, base) for model, base in endpoints)
 
 
 def register_price(model: str, *, input_per_token: float, output_per_token: float) -> None:

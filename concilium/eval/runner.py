@@ -289,9 +289,10 @@ class Evaluation:
         """
         self._executor = executor or self.run_item
         from concilium.agents import breaker
-        from concilium.agents.llm import litellm_module
+        from concilium.agents.llm import warm_litellm
 
-        litellm_module()  # pay the import before the first item's clock starts, not during it
+        # pay the import before the first item's clock starts, if any call needs litellm
+        warm_litellm(slot.team.spec for slot in self.slots)
         if self.options.memory != "off" and self._memory is False:
             from concilium.memory import Memory
 

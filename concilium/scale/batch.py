@@ -76,9 +76,10 @@ class Batch:
         """Run every pending task; ``workers`` tasks in flight (default: ``concurrency``)."""
         execute = executor or self.run_local
         if executor is None:
-            from concilium.agents.llm import litellm_module
+            from concilium.agents.llm import warm_litellm
 
-            litellm_module()  # pay the import once, before the first task's clock starts
+            # pay the import once, before the first task's clock starts (if it is needed)
+            warm_litellm([self.team.spec])
         if self.pending:
             await prepare_database()
         queue: asyncio.Queue[Task] = asyncio.Queue()

@@ -1,8 +1,8 @@
 """A pool of warm Ray actors that run team items; the driver only routes and counts.
 
-Each actor is one process that imports litellm once (and loads a local model
-once, on its first call) and runs up to ``concurrency`` items at a time on its
-own event loop (an async actor with ``max_concurrency``). The driver keeps at
+Each actor is one process that imports litellm once when its teams call through it
+(and loads a local model once, on its first call) and runs up to ``concurrency``
+items at a time on its own event loop (an async actor with ``max_concurrency``). The driver keeps at
 most ``concurrency`` items in flight per actor (back-pressure: an item goes to
 the least-busy actor with a free slot, else waits), so a slow actor is never
 buried under a queue. The ledger, checkpoints and lessons are written by the
@@ -131,13 +131,14 @@ def _eval_job(teams: list[tuple[Any, str | None]], dataset: Any, options: Any) -
 
 
 class Worker:
-    """One warm process: litellm imported once, items run concurrently on its event loop."""
+    """One warm process: litellm imported once (if a team needs it), items run concurrently
+    on its event loop."""
 
     def __init__(self, job: BatchJob | EvalJob) -> None:
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        from concilium.agents.llm import litellm_module
+        from concilium.agents.llm import warm_litellm
 
-        litellm_module()
+        warm_litellm(t.spec for t in (job.teams if isinstance(job, EvalJob) else [job.team]))
         self.job = job
         self.evaluation: Any = None
         if isinstance(job, EvalJob):
