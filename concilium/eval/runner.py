@@ -45,7 +45,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -311,7 +311,7 @@ class Evaluation:
         self._left = pending.qsize()
         self._finished = asyncio.Event()
         try:
-            with self._open() as self._file:
+            with self._open() as self._file, _frozen_heap():
                 await self._regrade()
                 self._retally()
                 if self._left:
@@ -598,6 +598,35 @@ def _transient(record: dict[str, Any]) -> bool:
     parts = error.split(":", 1)[1].split(" | ")
     types = [match.group(1) if (match := _ERROR_TYPE.search(part)) else "" for part in parts]
     return bool(types) and all(t in TRANSIENT_ERRORS for t in types)
+
+
+_freezes = 0
+"""Evaluations of this process running inside :func:`_frozen_heap` (the outermost thaws)."""
+
+
+@contextlib.contextmanager
+def _frozen_heap() -> Iterator[None]:
+    """Keep what exists when the evaluation starts out of the cyclic collector's passes.
+
+    Every run allocates thousands of objects, so the collector runs often, and each of its
+    full passes walked every object of the process: the imported modules, the teams'
+    compiled graphs, the open databases, ~15 % of an evaluation's CPU at 0.1 s per call
+    (issue #17). Those live as long as the evaluation; ``gc.freeze`` moves them aside
+    (garbage of the runs is collected as before) and ``gc.unfreeze`` at the end hands
+    them back, so nothing that dies during the evaluation stays uncollected after it.
+    """
+    import gc
+
+    global _freezes
+    if _freezes == 0:  # (garbage frozen with the rest is collected after the thaw)
+        gc.freeze()
+    _freezes += 1
+    try:
+        yield
+    finally:
+        _freezes -= 1
+        if _freezes == 0:
+            gc.unfreeze()
 
 
 async def _later(delay_s: float, put: Callable[[_Job], None], job: _Job) -> None:
