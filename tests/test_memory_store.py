@@ -156,3 +156,19 @@ def test_query_terms_and_coverage() -> None:
     assert query_terms("What is the total cost of 24 pencils?") == ["cost", "24", "pencils"]
     assert coverage(["pencils", "cost"], "One pencil costs 17 cents") == 1.0
     assert coverage(["train"], "pencils") == 0.0
+
+
+def test_the_sqlite_path_is_parsed_once_per_url(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every run asks for it on the event loop (issue #17: parsing the URL cost more than the
+    SQLite lookup it precedes); the answer follows the URL if that ever changes."""
+    from concilium.memory import db as dbmod
+
+    database = dbmod.Database(f"sqlite:///{tmp_path / 'a.db'}")
+    parses: list[str] = []
+    real = dbmod.make_url
+    monkeypatch.setattr(dbmod, "make_url", lambda url: parses.append(str(url)) or real(url))
+    assert [database.sqlite_path for _ in range(3)] == [tmp_path / "a.db"] * 3
+    assert len(parses) == 1
+    database.url = f"sqlite:///{tmp_path / 'b.db'}"
+    assert database.sqlite_path == tmp_path / "b.db"
+    assert dbmod.Database("sqlite://").sqlite_path is None

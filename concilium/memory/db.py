@@ -65,17 +65,25 @@ class Database:
         self._writes = sessionmaker(self.write_engine, expire_on_commit=False)
         self._quick: tuple[int, Any] | None = None
         self._quick_lock = threading.Lock()
+        self._sqlite_path: tuple[str, Path | None] | None = None
 
     def __repr__(self) -> str:
         return f"Database({make_url(self.url).render_as_string(hide_password=True)!r})"
 
     @property
     def sqlite_path(self) -> Path | None:
-        """The database file, for SQLite on disk; ``None`` otherwise."""
-        url = make_url(self.url)
-        if self.dialect != "sqlite" or url.database in (None, "", ":memory:"):
-            return None
-        return Path(str(url.database))
+        """The database file, for SQLite on disk; ``None`` otherwise.
+
+        Parsed once per URL: every run asks (its recall check and journal writes on the
+        event loop), and parsing a URL costs more than the SQLite lookup it precedes.
+        """
+        known = self._sqlite_path
+        if known is None or known[0] != self.url:
+            url = make_url(self.url)
+            path = (None if self.dialect != "sqlite" or url.database in (None, "", ":memory:")
+                    else Path(str(url.database)))
+            known = self._sqlite_path = (self.url, path)
+        return known[1]
 
     def session(self) -> Session:
         """A session for reading (and small writes); commits are the caller's."""
