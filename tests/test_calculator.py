@@ -175,3 +175,15 @@ def test_a_long_run_of_terms_is_scanned_fast() -> None:
     assert check_claims(text) == []
     find_expression(text)
     assert time.process_time() - started < 0.5
+
+
+def test_an_expression_is_parsed_once_and_a_refusal_every_time() -> None:
+    """A verifier checks the task's expression on every round (issue #17): the value is
+    remembered; a refused expression is refused again, never remembered as a value."""
+    calculator._exact.cache_clear()
+    assert calculator.exact("17 * 24 + 3") == 411 == calculator.exact("17 * 24 + 3")
+    assert calculator._exact.cache_info().hits == 1
+    for _ in range(2):
+        with pytest.raises(CalculatorError):
+            calculator.exact("2 ** 99999")
+    assert calculator._exact.cache_info().currsize == 1

@@ -8,6 +8,7 @@ the ``a op b = c`` claims in a solution and reports the ones that are false.
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import operator
 import re
@@ -89,6 +90,13 @@ def exact(expression: str) -> int | float:
         >>> exact("(12 + 3) * 4")
         60
     """
+    return _exact(expression)
+
+
+@functools.lru_cache(maxsize=4096)
+def _exact(expression: str) -> int | float:
+    """:func:`exact`, remembered: a verifier checks the task's expression on every round,
+    and finding one evaluates each candidate (a refusal raises and is not remembered)."""
     text = _clean(expression)
     if not text or len(text) > MAX_EXPRESSION_CHARS:
         raise CalculatorError(f"expression empty or longer than {MAX_EXPRESSION_CHARS} chars")
