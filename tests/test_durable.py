@@ -462,3 +462,19 @@ def test_ctrl_c_says_how_to_resume_and_resume_finishes(tmp_path: Path) -> None:
     third = concilium("runs", "resume", "ctrl-c", env=env)
     _, err = third.communicate(timeout=600)
     assert third.returncode == 2 and "already finished" in err and "Traceback" not in err
+
+
+def test_a_call_key_without_messages_hashes_an_empty_list() -> None:
+    """A step's key (no messages) skips the JSON dump but hashes the same bytes, so the ids
+    of steps in ledgers and journals written before stay the ids a resume computes."""
+    import hashlib
+
+    from concilium.memory.journal import call_key
+
+    digest = hashlib.sha256()
+    for part in ("run", "scope", "step", 0):
+        digest.update(str(part).encode("utf-8") + b"\x1f")
+    digest.update(b"[]")
+    assert call_key("run", "scope", "step", 0) == digest.hexdigest()[:40]
+    assert call_key("run", "scope", "step", 0, messages=[]) == digest.hexdigest()[:40]
+    assert call_key("r", messages=[{"role": "user", "content": "x"}]) != call_key("r")

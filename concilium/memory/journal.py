@@ -28,7 +28,8 @@ def call_key(*parts: Any, messages: Sequence[dict[str, Any]] = ()) -> str:
     for part in parts:
         digest.update(str(part).encode("utf-8"))
         digest.update(b"\x1f")
-    digest.update(json.dumps(list(messages), sort_keys=True, ensure_ascii=False).encode("utf-8"))
+    digest.update(json.dumps(list(messages), sort_keys=True, ensure_ascii=False).encode("utf-8")
+                  if messages else b"[]")  # a step's key has none: the same bytes, no dump
     return digest.hexdigest()[:40]
 
 
