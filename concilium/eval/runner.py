@@ -311,7 +311,7 @@ class Evaluation:
         self._left = pending.qsize()
         self._finished = asyncio.Event()
         try:
-            with self._open() as self._file, _frozen_heap():
+            with self._open() as self._file, _quiet_collector():
                 await self._regrade()
                 self._retally()
                 if self._left:
@@ -601,31 +601,45 @@ def _transient(record: dict[str, Any]) -> bool:
 
 
 _freezes = 0
-"""Evaluations of this process running inside :func:`_frozen_heap` (the outermost thaws)."""
+"""Evaluations of this process running inside :func:`_quiet_collector` (the outermost
+restores the collector)."""
+_thresholds: tuple[int, int, int] | None = None
+YOUNG_THRESHOLD = 10_000
+"""Allocations (net of frees) between two collections of the youngest generation while an
+evaluation runs; CPython's default is 700."""
 
 
 @contextlib.contextmanager
-def _frozen_heap() -> Iterator[None]:
-    """Keep what exists when the evaluation starts out of the cyclic collector's passes.
+def _quiet_collector() -> Iterator[None]:
+    """Keep the cyclic garbage collector out of the evaluation's way while it runs.
 
-    Every run allocates thousands of objects, so the collector runs often, and each of its
-    full passes walked every object of the process: the imported modules, the teams'
-    compiled graphs, the open databases, ~15 % of an evaluation's CPU at 0.1 s per call
-    (issue #17). Those live as long as the evaluation; ``gc.freeze`` moves them aside
-    (garbage of the runs is collected as before) and ``gc.unfreeze`` at the end hands
-    them back, so nothing that dies during the evaluation stays uncollected after it.
+    Why (issue #17, at 0.1 s per call the collector took ~10 % of the event loop):
+
+    - what exists when the evaluation starts (modules, the teams' compiled graphs, the
+      open databases) lives as long as it: ``gc.freeze`` takes it out of the collector's
+      full passes, each of which walked every object of the process (a 0.1-0.2 s stall);
+    - a run's objects die by reference counting, but its bursts of allocations set off a
+      young collection every 700 of them (~150 per 300 runs); at ``YOUNG_THRESHOLD``
+      a few remain, and cyclic garbage waits at most that many allocations longer.
+
+    At the end the heap is thawed and the thresholds restored, so nothing that dies
+    during the evaluation stays uncollected after it.
     """
     import gc
 
-    global _freezes
+    global _freezes, _thresholds
     if _freezes == 0:  # (garbage frozen with the rest is collected after the thaw)
         gc.freeze()
+        _thresholds = gc.get_threshold()
+        gc.set_threshold(max(_thresholds[0], YOUNG_THRESHOLD), *_thresholds[1:])
     _freezes += 1
     try:
         yield
     finally:
         _freezes -= 1
         if _freezes == 0:
+            if _thresholds is not None:
+                gc.set_threshold(*_thresholds)
             gc.unfreeze()
 
 
