@@ -62,6 +62,7 @@ def test_eval_cli_on_ray_writes_what_a_local_eval_writes(tmp_path: Path) -> None
     assert got["items_equal"], got["differ"]
     assert got["summary_equal"], got["summary_differ"]
     assert got["accuracy"] == 1.0
+    assert got["sql_equal"] and got["sql_rows"] == 12  # one row per (team, item), from the driver
 
 
 def test_a_killed_worker_s_item_is_rerun_and_lands_once(tmp_path: Path) -> None:
@@ -201,6 +202,17 @@ def case_eval(tmp: Path) -> dict[str, Any]:
         done = subprocess.run(command, capture_output=True, text=True, timeout=180)
         assert done.returncode == 0, done.stderr
         ray_summary = json.loads((tmp / "ray" / "summary.json").read_text())
+        # the driver also wrote the results to the database (CONCILIUM_DATABASE_URL is set)
+        from sqlalchemy import text
+
+        from concilium.eval.store import read_eval_id, stored_summary
+        from concilium.memory.db import open_database
+
+        eval_id = read_eval_id(tmp / "ray")
+        assert eval_id is not None, "the Ray eval stored no evaluation id"
+        sql_summary = json.loads(json.dumps(stored_summary(open_database(), eval_id)[1]))
+        with open_database().engine.connect() as conn:
+            sql_rows = conn.execute(text("SELECT count(*) FROM eval_results")).scalar()
 
         def items(path: Path) -> list[dict[str, Any]]:
             rows = [_stable(r) for r in _lines(path / "items.jsonl")]
@@ -220,7 +232,8 @@ def case_eval(tmp: Path) -> dict[str, Any]:
                 "summary_differ": [k for k in summary(local_summary)
                                    if summary(local_summary)[k] != summary(ray_summary)[k]],
                 "summary_equal": summary(local_summary) == summary(ray_summary),
-                "accuracy": ray_summary["teams"][0]["accuracy"]}
+                "accuracy": ray_summary["teams"][0]["accuracy"],
+                "sql_equal": sql_summary == ray_summary, "sql_rows": sql_rows}
     finally:
         server.kill()
 
