@@ -116,8 +116,11 @@ class EvalStore:
         save_results(self.db, self.eval_id, (_json_safe(r) for r in records))
 
     def put(self, record: dict[str, Any]) -> None:
-        """Queue one record (just appended to ``items.jsonl``) for the writer thread."""
-        self._queue.put(_json_safe(record))
+        """Queue one record (just appended to ``items.jsonl``) for the writer thread.
+
+        The record is not copied: the runner never changes a record once it is kept.
+        """
+        self._queue.put(record)
         if self._thread is None:
             with self._start:
                 if self._thread is None:
@@ -170,7 +173,7 @@ class EvalStore:
                     break
             if batch:
                 try:
-                    save_results(self.db, self.eval_id, batch)
+                    save_results(self.db, self.eval_id, [_json_safe(r) for r in batch])
                 except Exception as error:  # the files have it; the next run writes it
                     self._warn(error)
             for event in waiting:
