@@ -43,14 +43,13 @@ def _upsert(db: Database, table: Table, rows: Sequence[dict[str, Any]],
     """Insert ``rows``, replacing every column of a row whose ``key`` is already there."""
     if not rows:
         return
-    if db.dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    statement = insert(table)
-    statement = statement.on_conflict_do_update(
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert = postgresql.insert if db.dialect == "postgresql" else sqlite.insert
+    fresh = insert(table)
+    statement = fresh.on_conflict_do_update(
         index_elements=list(key),
-        set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in key})
+        set_={c.name: fresh.excluded[c.name] for c in table.columns if c.name not in key})
     with db.write() as session:
         for start in range(0, len(rows), BATCH):
             session.execute(statement, list(rows[start:start + BATCH]))
