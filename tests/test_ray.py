@@ -73,6 +73,13 @@ def test_a_killed_worker_s_item_is_rerun_and_lands_once(tmp_path: Path) -> None:
     assert got["steps_per_run"] == [1, 1, 1, 1]
 
 
+def test_a_killed_worker_s_eval_item_lands_once_in_the_files_and_in_sql(tmp_path: Path) -> None:
+    got = _run_case("eval_kill", tmp_path)
+    assert got["killed_pid"] not in got["pids_after"]
+    assert got["lines"] == 4 and got["items"] == 4 and got["all_correct"]
+    assert got["sql_rows"] == 4 and got["sql_equal"]
+
+
 def test_ctrl_c_cancels_ray_tasks_and_a_rerun_finishes(tmp_path: Path) -> None:
     got = _run_case("interrupt", tmp_path)
     assert got["exit_code"] == 130 and 0 < got["partial"] < 12
@@ -280,6 +287,61 @@ def case_kill(tmp: Path) -> dict[str, Any]:
                 "all_correct": all(r["correct"] for r in records),
                 "ledger_runs": ledger["runs"], "ledger_ok": ledger["ok"],
                 "steps_per_run": ledger["steps"]}
+    finally:
+        server.kill()
+
+
+def case_eval_kill(tmp: Path) -> dict[str, Any]:
+    from sqlalchemy import text
+
+    from concilium.eval.datasets import load_dataset
+    from concilium.eval.runner import EvalOptions, Evaluation
+    from concilium.eval.store import EvalStore, stored_summary
+    from concilium.memory.db import open_database
+    from concilium.scale.driver import drive_eval
+    from concilium.scale.pool import connect
+    from concilium.team import load_team
+
+    server = _server(tmp, 1.0)  # a call takes 1 s: long enough to kill a worker mid-item
+    try:
+        data_path = tmp / "data.jsonl"
+        data_path.write_text("".join(json.dumps({"question": f"What is {i} plus one?",
+                                                 "answer": str(i + 1)}) + "\n"
+                                     for i in range(4)))
+        connect("auto", **RAY_INIT)
+        teams = [load_team(TEAM)]
+        evaluation = Evaluation(teams, load_dataset(str(data_path)), tmp / "out",
+                                EvalOptions(concurrency=2))
+        evaluation.store = EvalStore.open(evaluation.out_dir)
+        killed: dict[str, Any] = {}
+
+        async def main() -> None:
+            pools: list[Any] = []
+            running = asyncio.create_task(drive_eval(evaluation, teams, ray="auto", workers=1,
+                                                     on_pool=pools.append))
+            log = tmp / "calls.log"
+            while not (log.exists() and log.read_text().strip()):  # an item is in flight
+                await asyncio.sleep(0.02)
+                if running.done():
+                    break
+            pool = pools[0]
+            [pid] = await pool.pids()
+            os.kill(pid, signal.SIGKILL)
+            killed["pid"] = pid
+            await running
+            killed["after"] = list(await pool.pids()) if pool.actors else []
+
+        asyncio.run(main())
+        summary = evaluation.write_summary()
+        lines = _lines(tmp / "out" / "items.jsonl")
+        with open_database().engine.connect() as conn:
+            sql_rows = conn.execute(text("SELECT count(*) FROM eval_results")).scalar()
+        assert evaluation.store is not None
+        stored = stored_summary(open_database(), evaluation.store.eval_id)[1]
+        return {"killed_pid": killed["pid"], "pids_after": killed.get("after", []),
+                "lines": len(lines), "items": len({r["item"] for r in lines}),
+                "all_correct": all(r["correct"] for r in lines), "sql_rows": sql_rows,
+                "sql_equal": json.loads(json.dumps(stored)) == json.loads(json.dumps(summary))}
     finally:
         server.kill()
 
