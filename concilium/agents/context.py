@@ -301,10 +301,18 @@ class RunContext:
         self.tool_calls += n
 
     async def aclose(self) -> None:
-        """Release what the run opened for its tools (MCP server connections)."""
+        """Release what the run opened for its tools (MCP server connections); the
+        context stays usable (a later tool call connects again)."""
         if self.toolbox is not None:
             box, self.toolbox = self.toolbox, None
             await box.aclose()
+
+    async def __aenter__(self) -> RunContext:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        """``async with team.context() as ctx:``: its MCP connections closed at the end."""
+        await self.aclose()
 
     def rewind(self) -> None:
         """Before a paused node runs again in this process: its calls and steps get the
