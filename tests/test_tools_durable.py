@@ -11,13 +11,18 @@ run's. A tool that fails after its side effect is journaled as the error it was.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text
-from waiting import wait_for_async
+from waiting import wait_for, wait_for_async
 
 from concilium import load_team
 from concilium.agents.providers import scripted
@@ -155,3 +160,72 @@ async def test_a_resumed_run_does_not_call_a_tool_again(
     if tool == "append_then_fail":
         assert steps[0]["output"] == (
             "error: tool 'append_then_fail' failed: RuntimeError: the disk is full after hello")
+
+
+# ---------------------------------------------------------------------------- a real kill
+
+SCRIPT = {
+    "rules": [{"match": 'tool_result name="append_line"',
+               "reply": "The file has 1 lines.\nAnswer: 1"}],
+    "default": first_reply("append_line"),
+}
+CLI = "import sys; from concilium.cli.app import main; sys.argv[0] = 'concilium'; main()"
+STALLING_CLI = f"""\
+import sys
+from pathlib import Path
+from concilium.agents.providers import scripted
+name, after, marker = sys.argv.pop(1), int(sys.argv.pop(1)), Path(sys.argv.pop(1))
+
+def latency(_call):
+    if script.count() < after:
+        return 0.0
+    marker.touch()  # this call has started: the test may kill the process now
+    return {STALL_S}
+
+script = scripted.get(name)  # from CONCILIUM_SCRIPTS_DIR
+script.latency_s = latency
+{CLI}
+"""
+
+
+def test_sigkill_after_a_tool_call_then_runs_resume(tmp_path: Path, side_effect: Path) -> None:
+    """Kill -9 a real ``concilium run`` whose role has called a side-effecting tool and
+    waits on its next model call; ``concilium runs resume`` finishes it without calling
+    the tool again."""
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "tjcli.yaml").write_text(json.dumps(SCRIPT))
+    team = tmp_path / "team.yaml"
+    team.write_text(json.dumps({"name": "tj", "strategy": "single", "model": "scripted/tjcli",
+                                "roles": {"generator": {"tools": ["tj_tools:append_line"]}}}))
+    home = tmp_path / "home"
+    repo = str(Path(__file__).resolve().parent.parent)
+    path = os.pathsep.join(p for p in (str(tmp_path), repo, os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "CONCILIUM_HOME": str(home), "CONCILIUM_SCRIPTS_DIR": str(scripts),
+           "CONCILIUM_REDIS_URL": "", "PYTHONPATH": path}
+    env.pop("CONCILIUM_DATABASE_URL", None)
+    marker = tmp_path / "second-call-started"
+
+    first = subprocess.Popen(
+        [sys.executable, "-c", STALLING_CLI, "tjcli", "1", str(marker), "run", str(team),
+         TASK, "--run-id", "tj-kill", "-q"],
+        env=env, cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(marker.exists, process=first,
+                 what="the model call after the tool call to start")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=600)
+    assert first.returncode == -signal.SIGKILL
+    assert lines(side_effect) == ["hello"]
+
+    second = subprocess.Popen([sys.executable, "-c", CLI, "runs", "resume", "tj-kill", "--json"],
+                              env=env, cwd=tmp_path, text=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    out, err = second.communicate(timeout=600)
+    assert second.returncode == 0, err
+    result = json.loads(out)
+    assert lines(side_effect) == ["hello"]  # the tool did not run again
+    assert result["status"] == "ok" and result["answer"] == "1"
+    tool = next(s for s in result["steps"] if s["kind"] == "tool")
+    assert tool["output"] == "1" and tool["parsed"].get("replayed") is True
