@@ -9,6 +9,7 @@ the service's process exited: one server per request.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -105,3 +106,28 @@ async def test_aclose_stops_the_server_of_an_abandoned_stream(tmp_path: Path) ->
         wait_gone(pid, "after the graph was closed")
         assert not graph.open_contexts
         await stream.aclose()  # type: ignore[attr-defined]
+
+
+async def test_an_inner_teams_server_stops_when_the_outer_run_ends(tmp_path: Path) -> None:
+    """A team file as a node of a custom graph (a subgraph with a context of its own):
+    its MCP server stops when its run ends, not when the process does."""
+    pid_file = tmp_path / "mcp.pid"
+    inner = mcp_team(pid_file, "emb-mcp4").spec.model_dump(mode="json", exclude_unset=True)
+    inner["model"] = "scripted/emb-mcp4"
+    (tmp_path / "inner.json").write_text(json.dumps(inner))
+    outer = tmp_path / "outer.json"
+    outer.write_text(json.dumps({
+        "name": "outer",
+        "model": "scripted/emb-mcp4",
+        "strategy": {"name": "graph", "edges": [{"from": "solver", "to": "check"}],
+                     "finish": ["check"]},
+        "roles": {"solver": {"team": "inner.json"}, "check": {"role": "verifier"}},
+    }))
+    replies = scripted.Script({"generator": [CALL, answer_from_result],
+                               "check": ["VERDICT: correct"]})
+    with scripted.use("emb-mcp4", replies):
+        result = await load_team(outer).arun(TASK)
+    assert result.status == "ok" and result.answer == "411"
+    assert [s["node"] for s in result.steps] == [
+        "solver/generator", "solver/generator", "solver/generator", "check"]
+    wait_gone(server_pid(pid_file), "after the outer run ended")
