@@ -27,6 +27,7 @@ from waiting import wait_for, wait_for_async
 from concilium import load_team
 from concilium.agents.providers import scripted
 from concilium.memory.db import open_database
+from concilium.memory.ledger import flush
 
 TASK = "Write the line once, then say how many lines the file has."
 STALL_S = 600.0
@@ -111,6 +112,14 @@ def journal_rows(run_id: str) -> int:
                                 {"r": run_id}).scalar() or 0)
 
 
+def ledger_steps(run_id: str) -> list[dict[str, Any]]:
+    flush()
+    with open_database().engine.connect() as conn:
+        rows = conn.execute(text("SELECT uid, node, role FROM steps WHERE run_id = :r"),
+                            {"r": run_id})
+        return [dict(row._mapping) for row in rows]
+
+
 def lines(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
 
@@ -157,6 +166,8 @@ async def test_a_resumed_run_does_not_call_a_tool_again(
     assert len(steps) == 1 and steps[0]["output"] == expected_tool_output
     assert steps[0]["parsed"].get("replayed") is True
     assert steps[0]["parsed"]["ok"] is (tool == "append_line")
+    ledger = ledger_steps(run_id)  # the cut-off exchange was recorded once, not twice
+    assert len(ledger) == len(result.steps) == len({s["uid"] for s in ledger})
     if tool == "append_then_fail":
         assert steps[0]["output"] == (
             "error: tool 'append_then_fail' failed: RuntimeError: the disk is full after hello")
