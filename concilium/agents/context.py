@@ -369,6 +369,7 @@ class RunContext:
         """
         for pending in getattr(result, "exchange", ()):  # the tool loop's calls come first
             self.step(node=node, role=role, round=round, **pending)
+        messages = getattr(result, "conversation", None) or messages  # with tool results
         secrets = secret_values()  # the ledger never holds a key, whatever the task says
         text = result.text if result is not None else output
         # The same step of a task that runs again after a resume gets the same id, so

@@ -97,6 +97,10 @@ class ToolChatResult(ChatResult):
 
     exchange: list[dict[str, Any]] = field(default_factory=list)
     """Keyword arguments of :meth:`RunContext.step` for each model turn and tool call."""
+    conversation: list[dict[str, Any]] = field(default_factory=list)
+    """What the final reply was sent: the role's messages, then every call and result.
+    Its ledger step records this, not the role's first messages, so the step (and an
+    example exported from it) shows the tool results the answer was read from."""
 
 
 @dataclass(frozen=True)
@@ -278,7 +282,9 @@ async def chat_with_tools(
                         f"{node}: the model ended its turn with finish_reason "
                         "'tool_calls' but sent no tool call and no text"
                     )
-                return ToolChatResult(**_fields(result), exchange=exchange)
+                return ToolChatResult(
+                    **_fields(result), exchange=exchange, conversation=list(convo)
+                )
             exchange.append(_model_turn(convo, result, calls, native))
             ctx.count_tool_calls(len(calls))  # the turn is in the ledger even if this stops
             convo.append(_assistant(result, calls, native))
@@ -433,7 +439,13 @@ def _model_turn(
     return {
         "messages": list(convo),
         "result": shown,
-        "parsed": {"tool_calls": _calls_json(calls), "finish_reason": result.finish_reason},
+        "parsed": {
+            "tool_calls": _calls_json(calls),
+            "finish_reason": result.finish_reason,
+            # The turn exactly as the conversation carried it on (``output`` is for people):
+            # what an exported training example must show the model saying.
+            "assistant": _assistant(result, calls, native),
+        },
     }
 
 
