@@ -15,7 +15,15 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["MASK", "mark_secret_names", "mask_known", "redact", "redact_obj", "secret_values"]
+__all__ = [
+    "MASK",
+    "StreamRedactor",
+    "mark_secret_names",
+    "mask_known",
+    "redact",
+    "redact_obj",
+    "secret_values",
+]
 
 MASK = "***"
 _SECRET_NAME = re.compile(r"(API_?KEY|KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)$", re.I)
@@ -113,3 +121,58 @@ def _redact_obj(value: Any, secrets: list[str]) -> Any:
     if isinstance(value, list | tuple):
         return type(value)(_redact_obj(v, secrets) for v in value)
     return value
+
+
+class StreamRedactor:
+    """:func:`redact` for text that arrives in pieces (a model's reply as it streams).
+
+    Redacting each piece alone is not enough: a model's tokenizer cuts a key into
+    several pieces, and ``Bearer <token>`` is masked only with the word before it. So
+    the current line is redacted as a whole each time, and what could still turn out
+    to be a secret is held back: the unfinished last word, and any tail that begins a
+    known secret value (which may hold a space). What :meth:`feed` returns never
+    changes afterwards, so it can go to a terminal at once; :meth:`flush` gives the
+    rest when the reply ends. Shown text lags the model by at most one word.
+    """
+
+    def __init__(self, secrets: list[str] | None = None) -> None:
+        self._secrets = secrets
+        self._line = ""
+        """The raw text of the current line (since the last newline)."""
+        self._sent = 0
+        """How much of the current line's redacted text was returned already."""
+
+    def feed(self, text: str) -> str:
+        """Take the next piece; return the text that is now safe to show."""
+        secrets = self._secrets if self._secrets is not None else secret_values()
+        self._line += text
+        shown: list[str] = []
+        while "\n" in self._line:  # a finished line is redacted whole and let go
+            line, _, self._line = self._line.partition("\n")
+            shown.append(redact(line, secrets)[self._sent :] + "\n")
+            self._sent = 0
+        safe = redact(self._line[: self._held_from(self._line, secrets)], secrets)
+        if len(safe) > self._sent:
+            shown.append(safe[self._sent :])
+            self._sent = len(safe)
+        return "".join(shown)
+
+    def flush(self) -> str:
+        """The reply ended: the rest of its text, redacted."""
+        secrets = self._secrets if self._secrets is not None else secret_values()
+        rest = redact(self._line, secrets)[self._sent :]
+        self._line, self._sent = "", 0
+        return rest
+
+    @staticmethod
+    def _held_from(line: str, secrets: list[str]) -> int:
+        """Where the part of ``line`` that may still become a secret begins."""
+        held = len(line)
+        while held > 0 and not line[held - 1].isspace():  # the unfinished last word
+            held -= 1
+        for value in secrets:  # a tail that starts a known secret (it may hold spaces)
+            for size in range(min(len(value) - 1, len(line)), 0, -1):
+                if line.endswith(value[:size]):
+                    held = min(held, len(line) - size)
+                    break
+        return held

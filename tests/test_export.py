@@ -8,10 +8,13 @@ computed by hand in the comments.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_tools_calling import ToolServer, tool_server  # noqa: F401 (the fixture)
+from test_tools_calling import team as tool_team
 from typer.testing import CliRunner
 
 from concilium import load_team
@@ -208,3 +211,25 @@ async def test_cli_export_stats_and_per_role_files(tmp_path: Path) -> None:
     assert result.exit_code == 2
     result = runner.invoke(app, ["export", "--held-out", str(tmp_path / "missing.jsonl")])
     assert result.exit_code == 2 and "no such dataset file" in result.output
+
+
+async def test_sft_keeps_a_tool_calling_turn_as_the_model_sent_it(
+    tool_server: Callable[..., ToolServer],  # noqa: F811 (the fixture, imported)
+) -> None:
+    """A turn that called a tool trains as OpenAI's ``tool_calls``, not as the ledger's
+    human-readable ``calculator({...})`` line; the answer turn carries the tool's result."""
+    server = tool_server()
+    spec = tool_team(server, ["calculator"])
+    result = await load_team(spec).arun(GVR_TASK, reference="411")
+    assert result.correct is True
+    rows = [row for row in exported("sft", Filters(team="tooled"))]
+    assert [row["role"] for row in rows] == ["generator", "generator"]
+    turn, answer = rows
+    said = turn["messages"][-1]
+    assert said["role"] == "assistant" and said["content"] is None
+    assert said["tool_calls"] == [{"id": "call_a", "type": "function", "function": {
+        "name": "calculator", "arguments": '{"expression": "17 * 24 + 3"}'}}]
+    assert answer["messages"][-3] == said  # the next call was sent the same turn
+    assert answer["messages"][-2] == {"role": "tool", "tool_call_id": "call_a",
+                                      "name": "calculator", "content": "411"}
+    assert answer["messages"][-1]["content"].endswith("Answer: 411")

@@ -241,7 +241,8 @@ def test_cli_run_reads_tests_from_a_file(tmp_path) -> None:
     assert data["stop_reason"] == "verifier accepted" and data["rounds"] == 1
     assert "assert add" not in script.calls[0].text
     missing = CliRunner().invoke(app, ["run", str(team_file), CODE_TASK, "-m", "scripted/t3",
-                                       "--tests", str(tmp_path / "nope.py")])
+                                       "--tests", str(tmp_path / "nope.py")],
+                                 env={"COLUMNS": "400"})  # one line, however long tmp_path is
     assert missing.exit_code == 2 and "does not exist" in missing.output
 
 

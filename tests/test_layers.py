@@ -203,3 +203,21 @@ def test_a_layer_imports_nothing_above_it(layer: str, above: tuple[str, ...]) ->
         if _under(target, *above) and not _under(target, layer)
     )
     assert wrong == []
+
+
+def test_tests_import_their_helpers_as_ci_runs_them() -> None:
+    """CI runs plain ``pytest``: ``tests/`` is on ``sys.path``, the repository root is not.
+
+    ``from tests.waiting import ...`` works under ``python -m pytest`` or with the root on
+    ``PYTHONPATH`` and breaks collection of the whole suite in CI; helpers are imported
+    by their own name (``from waiting import ...``).
+    """
+    offenders = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level
+                     else [])
+            offenders += [f"{path.relative_to(ROOT)}:{node.lineno}" for name in names
+                          if name == "tests" or name.startswith("tests.")]
+    assert not offenders, f"import test helpers by name, not through tests.: {offenders}"

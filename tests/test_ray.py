@@ -62,6 +62,7 @@ def test_eval_cli_on_ray_writes_what_a_local_eval_writes(tmp_path: Path) -> None
     assert got["items_equal"], got["differ"]
     assert got["summary_equal"], got["summary_differ"]
     assert got["accuracy"] == 1.0
+    assert got["sql_equal"] and got["sql_rows"] == 12  # one row per (team, item), from the driver
 
 
 def test_a_killed_worker_s_item_is_rerun_and_lands_once(tmp_path: Path) -> None:
@@ -70,6 +71,13 @@ def test_a_killed_worker_s_item_is_rerun_and_lands_once(tmp_path: Path) -> None:
     assert got["ids"] == [f"t{i}" for i in range(4)] and got["all_correct"]
     assert got["ledger_runs"] == 4 and got["ledger_ok"] == 4
     assert got["steps_per_run"] == [1, 1, 1, 1]
+
+
+def test_a_killed_worker_s_eval_item_lands_once_in_the_files_and_in_sql(tmp_path: Path) -> None:
+    got = _run_case("eval_kill", tmp_path)
+    assert got["killed_pid"] not in got["pids_after"]
+    assert got["lines"] == 4 and got["items"] == 4 and got["all_correct"]
+    assert got["sql_rows"] == 4 and got["sql_equal"]
 
 
 def test_ctrl_c_cancels_ray_tasks_and_a_rerun_finishes(tmp_path: Path) -> None:
@@ -201,6 +209,17 @@ def case_eval(tmp: Path) -> dict[str, Any]:
         done = subprocess.run(command, capture_output=True, text=True, timeout=180)
         assert done.returncode == 0, done.stderr
         ray_summary = json.loads((tmp / "ray" / "summary.json").read_text())
+        # the driver also wrote the results to the database (CONCILIUM_DATABASE_URL is set)
+        from sqlalchemy import text
+
+        from concilium.eval.store import read_eval_id, stored_summary
+        from concilium.memory.db import open_database
+
+        eval_id = read_eval_id(tmp / "ray")
+        assert eval_id is not None, "the Ray eval stored no evaluation id"
+        sql_summary = json.loads(json.dumps(stored_summary(open_database(), eval_id)[1]))
+        with open_database().engine.connect() as conn:
+            sql_rows = conn.execute(text("SELECT count(*) FROM eval_results")).scalar()
 
         def items(path: Path) -> list[dict[str, Any]]:
             rows = [_stable(r) for r in _lines(path / "items.jsonl")]
@@ -220,7 +239,8 @@ def case_eval(tmp: Path) -> dict[str, Any]:
                 "summary_differ": [k for k in summary(local_summary)
                                    if summary(local_summary)[k] != summary(ray_summary)[k]],
                 "summary_equal": summary(local_summary) == summary(ray_summary),
-                "accuracy": ray_summary["teams"][0]["accuracy"]}
+                "accuracy": ray_summary["teams"][0]["accuracy"],
+                "sql_equal": sql_summary == ray_summary, "sql_rows": sql_rows}
     finally:
         server.kill()
 
@@ -267,6 +287,61 @@ def case_kill(tmp: Path) -> dict[str, Any]:
                 "all_correct": all(r["correct"] for r in records),
                 "ledger_runs": ledger["runs"], "ledger_ok": ledger["ok"],
                 "steps_per_run": ledger["steps"]}
+    finally:
+        server.kill()
+
+
+def case_eval_kill(tmp: Path) -> dict[str, Any]:
+    from sqlalchemy import text
+
+    from concilium.eval.datasets import load_dataset
+    from concilium.eval.runner import EvalOptions, Evaluation
+    from concilium.eval.store import EvalStore, stored_summary
+    from concilium.memory.db import open_database
+    from concilium.scale.driver import drive_eval
+    from concilium.scale.pool import connect
+    from concilium.team import load_team
+
+    server = _server(tmp, 1.0)  # a call takes 1 s: long enough to kill a worker mid-item
+    try:
+        data_path = tmp / "data.jsonl"
+        data_path.write_text("".join(json.dumps({"question": f"What is {i} plus one?",
+                                                 "answer": str(i + 1)}) + "\n"
+                                     for i in range(4)))
+        connect("auto", **RAY_INIT)
+        teams = [load_team(TEAM)]
+        evaluation = Evaluation(teams, load_dataset(str(data_path)), tmp / "out",
+                                EvalOptions(concurrency=2))
+        evaluation.store = EvalStore.open(evaluation.out_dir)
+        killed: dict[str, Any] = {}
+
+        async def main() -> None:
+            pools: list[Any] = []
+            running = asyncio.create_task(drive_eval(evaluation, teams, ray="auto", workers=1,
+                                                     on_pool=pools.append))
+            log = tmp / "calls.log"
+            while not (log.exists() and log.read_text().strip()):  # an item is in flight
+                await asyncio.sleep(0.02)
+                if running.done():
+                    break
+            pool = pools[0]
+            [pid] = await pool.pids()
+            os.kill(pid, signal.SIGKILL)
+            killed["pid"] = pid
+            await running
+            killed["after"] = list(await pool.pids()) if pool.actors else []
+
+        asyncio.run(main())
+        summary = evaluation.write_summary()
+        lines = _lines(tmp / "out" / "items.jsonl")
+        with open_database().engine.connect() as conn:
+            sql_rows = conn.execute(text("SELECT count(*) FROM eval_results")).scalar()
+        assert evaluation.store is not None
+        stored = stored_summary(open_database(), evaluation.store.eval_id)[1]
+        return {"killed_pid": killed["pid"], "pids_after": killed.get("after", []),
+                "lines": len(lines), "items": len({r["item"] for r in lines}),
+                "all_correct": all(r["correct"] for r in lines), "sql_rows": sql_rows,
+                "sql_equal": json.loads(json.dumps(stored)) == json.loads(json.dumps(summary))}
     finally:
         server.kill()
 

@@ -191,10 +191,30 @@ class RunContext:
         if self.journal is not None and key:  # on disk before anyone uses the reply
             entry = dataclasses.asdict(result)
             entry["text"] = redact(entry["text"])
-            if not self.journal.put_now(key, entry):  # SQLite's lock was taken: wait for it
-                await asyncio.to_thread(self.journal.put, key, entry)
+            await self.journal_put(key, entry)
         self._count(result)
         return result
+
+    def journal_key(self, *parts: Any) -> str | None:
+        """The journal key of a call other than a model's (a tool call) in the running
+        task, or ``None`` when the run keeps no journal (it is not durable) or runs
+        outside a LangGraph task: then the call is simply made."""
+        if self.journal is None:
+            return None
+        return self._journal_key(*parts)
+
+    def journal_get(self, key: str | None) -> dict[str, Any] | None:
+        """What the journal holds for ``key`` (completed before the run was resumed)."""
+        if self.journal is None or key is None:
+            return None
+        return self.journal.get(key)
+
+    async def journal_put(self, key: str | None, entry: dict[str, Any]) -> None:
+        """Commit ``entry`` under ``key`` before its caller uses it (no journal: nothing)."""
+        if self.journal is None or key is None:
+            return
+        if not self.journal.put_now(key, entry):  # SQLite's lock was taken: wait for it
+            await asyncio.to_thread(self.journal.put, key, entry)
 
     def _deltas(self, metadata: dict[str, Any], listener: Any) -> Callable[[Delta], Any]:
         """Where one call's deltas go: ``on_delta``, the custom stream, LangChain."""
@@ -281,10 +301,18 @@ class RunContext:
         self.tool_calls += n
 
     async def aclose(self) -> None:
-        """Release what the run opened for its tools (MCP server connections)."""
+        """Release what the run opened for its tools (MCP server connections); the
+        context stays usable (a later tool call connects again)."""
         if self.toolbox is not None:
             box, self.toolbox = self.toolbox, None
             await box.aclose()
+
+    async def __aenter__(self) -> RunContext:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        """``async with team.context() as ctx:``: its MCP connections closed at the end."""
+        await self.aclose()
 
     def rewind(self) -> None:
         """Before a paused node runs again in this process: its calls and steps get the
@@ -341,6 +369,7 @@ class RunContext:
         """
         for pending in getattr(result, "exchange", ()):  # the tool loop's calls come first
             self.step(node=node, role=role, round=round, **pending)
+        messages = getattr(result, "conversation", None) or messages  # with tool results
         secrets = secret_values()  # the ledger never holds a key, whatever the task says
         text = result.text if result is not None else output
         # The same step of a task that runs again after a resume gets the same id, so

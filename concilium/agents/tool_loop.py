@@ -20,6 +20,14 @@ feedback): an unknown tool, arguments that are not a JSON object, a tool that ra
 or times out each come back as an ``error: ...`` result naming the fix. Configuration
 faults (a tool that does not import, an MCP server that does not start) and budgets
 stop the run.
+
+In a durable run every tool call that ran is journaled like a model call (its result,
+or its error, on disk before the model sees it), keyed by the task, the role, the
+turn, the call's place in the turn, the tool and its arguments in canonical JSON. A
+resumed run replays the model's turns from the journal, so it asks for the same calls
+and gets their journaled results: a tool with side effects (``python``, an MCP tool
+that writes somewhere) does not run twice. A call cut off while it ran (the process
+died inside the tool) has no result on disk and runs again.
 """
 
 from __future__ import annotations
@@ -58,6 +66,12 @@ class RunContext(Protocol):
 
     def step(self, **kwargs: Any) -> Any: ...
 
+    def journal_key(self, *parts: Any) -> str | None: ...
+
+    def journal_get(self, key: str | None) -> dict[str, Any] | None: ...
+
+    async def journal_put(self, key: str | None, entry: dict[str, Any]) -> None: ...
+
 __all__ = [
     "ToolBox",
     "ToolCall",
@@ -83,6 +97,10 @@ class ToolChatResult(ChatResult):
 
     exchange: list[dict[str, Any]] = field(default_factory=list)
     """Keyword arguments of :meth:`RunContext.step` for each model turn and tool call."""
+    conversation: list[dict[str, Any]] = field(default_factory=list)
+    """What the final reply was sent: the role's messages, then every call and result.
+    Its ledger step records this, not the role's first messages, so the step (and an
+    example exported from it) shows the tool results the answer was read from."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +120,26 @@ class Outcome:
     ok: bool
     ms: float
     arguments: dict[str, Any] | None = None
+    replayed: bool = False
+    """Answered from the run's journal: the tool ran before the run was resumed."""
+
+
+@dataclass(frozen=True)
+class Journal:
+    """Where one model turn's tool calls are journaled (a durable run's ``RunContext``)."""
+
+    ctx: RunContext
+    node: str
+    kind: str
+    sample: int
+    round: int
+    turn: int
+
+    def key(self, index: int, name: str, arguments: dict[str, Any]) -> str | None:
+        """The call's key: the same when the resumed run's replayed turn asks again."""
+        canonical = json.dumps(arguments, sort_keys=True, ensure_ascii=False, default=str)
+        return self.ctx.journal_key("tool", self.node, self.kind, self.sample, self.round,
+                                    self.turn, index, name, canonical)
 
 
 # ---------------------------------------------------------------------------- the tools
@@ -244,11 +282,17 @@ async def chat_with_tools(
                         f"{node}: the model ended its turn with finish_reason "
                         "'tool_calls' but sent no tool call and no text"
                     )
-                return ToolChatResult(**_fields(result), exchange=exchange)
+                return ToolChatResult(
+                    **_fields(result), exchange=exchange, conversation=list(convo)
+                )
             exchange.append(_model_turn(convo, result, calls, native))
             ctx.count_tool_calls(len(calls))  # the turn is in the ledger even if this stops
             convo.append(_assistant(result, calls, native))
-            outcomes = await asyncio.gather(*(run_call(by_name, c, native=native) for c in calls))
+            journal = Journal(ctx, node, kind, sample, round, turn)
+            outcomes = await asyncio.gather(
+                *(run_call(by_name, c, native=native, journal=journal, index=i)
+                  for i, c in enumerate(calls))
+            )
             for call, outcome in zip(calls, outcomes, strict=True):
                 exchange.append(_tool_step(call, outcome, by_name))
             convo += _results(calls, outcomes, native)
@@ -261,8 +305,20 @@ async def chat_with_tools(
         raise
 
 
-async def run_call(by_name: dict[str, Tool], call: ToolCall, *, native: bool = True) -> Outcome:
-    """Run one call; whatever goes wrong becomes an ``error: ...`` result for the model."""
+async def run_call(
+    by_name: dict[str, Tool],
+    call: ToolCall,
+    *,
+    native: bool = True,
+    journal: Journal | None = None,
+    index: int = 0,
+) -> Outcome:
+    """Run one call; whatever goes wrong becomes an ``error: ...`` result for the model.
+
+    With a ``journal`` (a durable run), a call already journaled is answered from it
+    without running the tool, and a call that ran is journaled before it is returned
+    (an error too: a tool that failed after doing half its work must not run again).
+    """
     start = time.perf_counter()
 
     def done(text: str, ok: bool, arguments: dict[str, Any] | None = None) -> Outcome:
@@ -284,18 +340,32 @@ async def run_call(by_name: dict[str, Tool], call: ToolCall, *, native: bool = T
     arguments, problem = read_arguments(call.arguments, tool, lenient=not native)
     if arguments is None:
         return done(f"error: {problem}", False)
+    # The key before the first await: parallel calls of one turn take theirs in order.
+    key = journal.key(index, tool.name, arguments) if journal is not None else None
+    known = journal.ctx.journal_get(key) if journal is not None else None
+    if known is not None:  # it ran before the run was resumed: not again
+        return Outcome(str(known["text"]), bool(known["ok"]), float(known.get("ms", 0.0)),
+                       arguments, replayed=True)
     try:
         async with asyncio.timeout(TOOL_TIMEOUT_S):
             value = await tool.call(arguments)
     except TimeoutError:
-        return done(
+        outcome = done(
             f"error: tool {tool.name!r} did not finish within {TOOL_TIMEOUT_S:g} s",
             False,
             arguments,
         )
     except (Exception, SystemExit) as error:  # the tool's own fault, reported to the model
-        return done(f"error: tool {tool.name!r} failed: {_describe(error)}", False, arguments)
-    return done(render_result(value), True, arguments)
+        outcome = done(f"error: tool {tool.name!r} failed: {_describe(error)}", False,
+                       arguments)
+    else:
+        outcome = done(render_result(value), True, arguments)
+    if journal is not None and key is not None:  # on disk before the model sees it
+        from concilium.secrets import redact
+
+        await journal.ctx.journal_put(key, {"tool": tool.name, "text": redact(outcome.text),
+                                            "ok": outcome.ok, "ms": outcome.ms})
+    return outcome
 
 
 def read_arguments(
@@ -369,7 +439,13 @@ def _model_turn(
     return {
         "messages": list(convo),
         "result": shown,
-        "parsed": {"tool_calls": _calls_json(calls), "finish_reason": result.finish_reason},
+        "parsed": {
+            "tool_calls": _calls_json(calls),
+            "finish_reason": result.finish_reason,
+            # The turn exactly as the conversation carried it on (``output`` is for people):
+            # what an exported training example must show the model saying.
+            "assistant": _assistant(result, calls, native),
+        },
     }
 
 
@@ -386,6 +462,7 @@ def _tool_step(call: ToolCall, outcome: Outcome, by_name: dict[str, Tool]) -> di
             "arguments": outcome.arguments,
             "ok": outcome.ok,
             "source": tool.source if tool else None,
+            **({"replayed": True} if outcome.replayed else {}),
         },
     }
 

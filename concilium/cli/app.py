@@ -10,6 +10,7 @@ import typer
 
 from concilium.cli import batch as batch_cmd
 from concilium.cli import eval as eval_cmd
+from concilium.cli import evals as evals_cmd
 from concilium.cli import export as export_cmd
 from concilium.cli import memory as memory_cmd
 from concilium.cli import run as run_cmd
@@ -37,6 +38,7 @@ eval_cmd.register(app)
 app.command("batch")(batch_cmd.batch_command)
 app.add_typer(teams_cmd.app, name="teams")
 app.add_typer(runs_cmd.app, name="runs")
+app.add_typer(evals_cmd.app, name="evals")
 app.add_typer(memory_cmd.app, name="memory")
 app.add_typer(stats_cmd.app, name="stats")
 

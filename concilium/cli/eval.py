@@ -4,8 +4,10 @@ Shows a progress bar per team (saying when one of its models is cooling down
 after repeated faults), then a table (accuracy over the completed items with
 its 95 % interval, failed items apart, calls, tokens, cost, latency, flips) and
 paired comparisons; writes ``items.jsonl``, ``summary.json`` and a report with
-plots to ``--out``. Items that failed for a transient reason (rate limits, 5xx,
-timeouts) are queued again (``--requeue`` rounds, growing backoff).
+plots to ``--out``, and with a database configured (or ``--sql``) the results to
+SQL as well (``concilium evals list/show``). Items that failed for a transient
+reason (rate limits, 5xx, timeouts) are queued again (``--requeue`` rounds,
+growing backoff).
 Rerunning the same command resumes: finished items are not run again.
 Ctrl-C stops it with valid partial results on disk (exit code 130).
 """
@@ -129,6 +131,11 @@ def eval_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     ray: Annotated[str | None, typer.Option(help="Run on Ray: 'auto' or ray://host:10001.")] = None,
     workers: Annotated[int, typer.Option(help="Ray actors (with --ray).")] = 2,
+    sql: Annotated[bool | None, typer.Option(
+        "--sql/--no-sql",
+        help="Also write the results to the ledger's database (`concilium evals show`) "
+             "[default: when CONCILIUM_DATABASE_URL is set or --memory is read/learn].",
+        show_default=False)] = None,
 ) -> None:
     """Evaluate each TEAM on a dataset: accuracy (95% CI), calls, tokens, cost, latency, flips."""
     import asyncio
@@ -140,6 +147,7 @@ def eval_command(
     from concilium.eval.datasets import load_dataset
     from concilium.eval.report import write_report
     from concilium.eval.runner import EvalOptions, Evaluation
+    from concilium.eval.store import EvalStore, wanted
     from concilium.team import load_team
 
     loaded = [load_team(path, model=model) for path in teams]
@@ -160,6 +168,9 @@ def eval_command(
                           reveal_reference=reveal_reference)
     target = out_dir if out_dir is not None else Path("reports") / data.name
     evaluation = Evaluation(loaded, data, target, options)
+    store = None
+    if wanted(memory.value, sql):
+        store = evaluation.store = EvalStore.open(target)  # before any item: fails fast
     judged = None
     if grader is GraderKind.judge:
         from concilium.eval.judge import load_judge
@@ -208,6 +219,9 @@ def eval_command(
         files = ", ".join(p.name for p in [evaluation.results_path, evaluation.summary_path,
                                            written.path, *written.images])
         err.print(f"wrote {target}/: {files}")
+        if store is not None:
+            err.print(f"stored as evaluation {store.eval_id} in the database: "
+                      f"concilium evals show {store.eval_id}")
         for note in written.notes:
             err.print(f"note: {note}")
     if interrupted:

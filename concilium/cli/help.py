@@ -26,6 +26,8 @@ EXAMPLES: dict[str, str] = {
     "teams validate": "concilium teams validate examples/teams/*.yaml",
     "teams schema": "concilium teams schema --out team.schema.json",
     "teams graph": "concilium teams graph examples/teams/custom_graph.yaml",
+    "evals list": "concilium evals list --limit 5",
+    "evals show": "concilium evals show reports/arith --json",
     "runs list": "concilium runs list --status paused",
     "runs show": "concilium runs show 3f2a9c --messages",
     "runs follow": "concilium runs follow 3f2a9c",

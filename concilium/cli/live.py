@@ -7,6 +7,10 @@ pipe, a log, CI) the text is printed as it comes, with a ``[node r1]`` header ea
 time the speaker changes; a speaker keeps the floor until its line ends, so parallel
 calls interleave by whole lines, never mid-word. Everything goes to stderr: stdout
 keeps only the answer.
+
+The text is redacted as it streams (:class:`concilium.secrets.StreamRedactor`), as
+every other output is: a key in a model's reply never reaches the terminal, even when
+the tokenizer cut it into several pieces.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
 from rich.text import Text
+
+from concilium.secrets import StreamRedactor
 
 __all__ = ["LiveView"]
 
@@ -52,6 +58,7 @@ class LiveView:
         self.column = 0
         self.waiting: dict[str, str] = {}
         self.rounds: dict[str, Any] = {}
+        self.redactors: dict[str, StreamRedactor] = {}
         self.live: Live | None = None
         self._lock = threading.Lock()
 
@@ -72,6 +79,9 @@ class LiveView:
             self.live.__exit__(*exc)
             self.live = None
         else:
+            for node, redactor in self.redactors.items():
+                self.waiting[node] = self.waiting.get(node, "") + redactor.flush()
+            self.redactors.clear()
             for node in list(self.waiting):
                 self._finish(node)
 
@@ -79,8 +89,10 @@ class LiveView:
 
     def delta(self, event: dict[str, Any]) -> None:
         node = str(event.get("node", "?"))
-        text = str(event.get("text", ""))
         with self._lock:
+            if event.get("restart") or node not in self.redactors:  # a new reply
+                self.redactors[node] = StreamRedactor()
+            text = self.redactors[node].feed(str(event.get("text", "")))
             if event.get("restart"):
                 self.texts[node] = ""
             self.texts[node] = self.texts.get(node, "") + text
@@ -97,6 +109,9 @@ class LiveView:
     def step(self, step: Any) -> None:
         node = str(step.get("node", "?"))
         with self._lock:
+            redactor = self.redactors.pop(node, None)
+            if redactor is not None and self.live is None:  # the reply's held-back end
+                self.waiting[node] = self.waiting.get(node, "") + redactor.flush()
             self.texts.pop(node, None)
             self.titles.pop(node, None)
             if self.live is not None:

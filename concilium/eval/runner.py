@@ -11,6 +11,11 @@ Layout of an output directory:
   latency percentiles and flips, plus paired McNemar comparisons on the items
   both teams completed; ``"complete": false`` when the run was interrupted.
 
+With a database configured (``concilium eval`` decides, see
+:func:`concilium.eval.store.wanted`), every record also goes to SQL as it is
+written (:mod:`concilium.eval.store`): ``concilium evals show`` rebuilds this
+summary from there.
+
 Both files, and the report, pass through :func:`concilium.secrets.mask_known`: a
 key of ours inside a dataset question is written as ``***``, as a run writes it.
 
@@ -48,7 +53,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, Protocol
 
 from concilium.agents.breaker import BreakerPolicy
 from concilium.errors import ConfigError
@@ -63,7 +68,9 @@ __all__ = [
     "EvalOptions",
     "Evaluation",
     "MemoryMode",
+    "ResultSink",
     "Tally",
+    "summary_of",
 ]
 
 RESULTS_FILE = "items.jsonl"
@@ -77,6 +84,23 @@ TRANSIENT_ERRORS = frozenset({
 """Error types in a failed run's message (``model: Type: text``) worth running the item again."""
 
 MemoryMode = Literal["off", "read", "learn"]
+
+
+class ResultSink(Protocol):
+    """Where records go besides ``items.jsonl``: :class:`concilium.eval.store.EvalStore`
+    (SQL). Called by the process that writes the file, so each record has one writer."""
+
+    def begin(self, evaluation: Evaluation) -> None:
+        """Before items run: the evaluation as it starts, with the records it holds."""
+
+    def put(self, record: dict[str, Any]) -> None:
+        """One record just appended to the file (must not block the event loop)."""
+
+    def flush(self) -> bool:
+        """Wait until every record put so far is stored."""
+
+    def finish(self, evaluation: Evaluation, summary: dict[str, Any]) -> None:
+        """``summary.json`` was written with ``summary``."""
 
 
 @dataclass(frozen=True)
@@ -261,6 +285,9 @@ class Evaluation:
         self._memory: Any = False
         """What every run gets as ``memory=``: ``False`` (off) or the opened store."""
         self._executor: Callable[[int, int, Item], Awaitable[dict[str, Any]]] = self.run_item
+        self.store: ResultSink | None = None
+        """Where records go in SQL besides ``items.jsonl`` (``None``: files only); set by the
+        driver, never by a Ray worker, so each record is written by the one process."""
 
     @property
     def results_path(self) -> Path:
@@ -299,6 +326,8 @@ class Evaluation:
             self._memory = await asyncio.to_thread(Memory.open)  # once, and fail before items
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.load()
+        if self.store is not None:  # the evaluation's row, and what a killed run left unwritten
+            await asyncio.to_thread(self.store.begin, self)
         self._breakers = breaker.registry()
         previous = (self._breakers.configure(self.options.breaker)
                     if self.options.breaker is not None else None)
@@ -319,6 +348,8 @@ class Evaluation:
         finally:
             if previous is not None:
                 self._breakers.configure(previous)
+            if self.store is not None:
+                self.store.flush()  # every record on disk is in SQL too (or warned about)
         self.finished_at = time.time()
 
     async def _work(
@@ -453,6 +484,8 @@ class Evaluation:
         """Write ``record`` (our secrets masked) and make it the item's latest; returns it."""
         record = _masked(record)
         self._write(record)
+        if self.store is not None:
+            self.store.put(record)
         self.slots[index].records[record["item"]] = record
         return record
 
@@ -522,32 +555,14 @@ class Evaluation:
         """The summary of every record so far (``complete`` defaults to: all items done)."""
         if not self._loaded:
             self.load()
-        records = self.records()
-        total = len(self.dataset.items)
-        teams = []
-        for slot in self.slots:
-            spec = slot.team.spec
-            teams.append({
-                "name": slot.team.name,
-                "source": slot.team.source,
-                "strategy": spec.strategy.name,
-                "content_hash": slot.hash,
-                "model": spec.model,
-                "grader": slot.grader.id,
-                "checks_reference": slot.checks_reference,
-                "saw_reference": slot.sees_reference,
-                **summarize_team(records[slot.team.name], total),
-            })
-        if complete is None:
-            complete = all(t["done"] == total for t in teams)
-        # paired on what both teams answered: an outage of one is not the other's win
-        outcomes = {name: {r["item"]: bool(r.get("correct")) for r in rows
-                           if r.get("status") in COMPLETED}
-                    for name, rows in records.items()}
-        return _masked({
+        return summary_of(self.head(complete), self.team_descriptions(), self.records())
+
+    def head(self, complete: bool | None = None) -> dict[str, Any]:
+        """The summary's parts that are not per-team figures (the dataset, the options)."""
+        return {
             "complete": complete,
             "dataset": {"spec": self.dataset.spec, "name": self.dataset.name,
-                        "items": total, "source_items": self.dataset.total},
+                        "items": len(self.dataset.items), "source_items": self.dataset.total},
             "options": {"concurrency": self.options.concurrency,
                         "item_timeout_s": self.options.item_timeout_s,
                         "memory": self.options.memory, "seed": self.options.seed,
@@ -558,9 +573,20 @@ class Evaluation:
                         "reveal_reference": self.options.reveal_reference},
             "started_at": self.started_at,
             "finished_at": self.finished_at,
-            "teams": teams,
-            "comparisons": compare(outcomes),
-        })
+        }
+
+    def team_descriptions(self) -> list[dict[str, Any]]:
+        """Each team as the summary names it, before its figures: what it is, how graded."""
+        return [{
+            "name": slot.team.name,
+            "source": slot.team.source,
+            "strategy": slot.team.spec.strategy.name,
+            "content_hash": slot.hash,
+            "model": slot.team.spec.model,
+            "grader": slot.grader.id,
+            "checks_reference": slot.checks_reference,
+            "saw_reference": slot.sees_reference,
+        } for slot in self.slots]
 
     def cooling(self, index: int) -> list[str]:
         """What pauses team ``index`` now: ``"model cooling down 12 s"`` per open breaker.
@@ -580,7 +606,37 @@ class Evaluation:
         temporary = self.summary_path.with_suffix(".json.tmp")
         temporary.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", "utf-8")
         os.replace(temporary, self.summary_path)
+        if self.store is not None:
+            self.store.finish(self, summary)
         return summary
+
+
+def summary_of(head: dict[str, Any], teams: Sequence[dict[str, Any]],
+               records: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """A summary from its head, its teams' descriptions and each team's records.
+
+    The one place ``summary.json`` is assembled: :meth:`Evaluation.summary` calls it
+    with what is on disk, ``concilium evals show`` with what is in SQL. ``head`` is
+    :meth:`Evaluation.head` (``complete`` ``None``: all selected items done).
+    """
+    total = head["dataset"]["items"]
+    rows = [{**team, **summarize_team(records.get(team["name"], []), total)} for team in teams]
+    complete = head["complete"]
+    if complete is None:
+        complete = all(t["done"] == total for t in rows)
+    # paired on what both teams answered: an outage of one is not the other's win
+    outcomes = {name: {r["item"]: bool(r.get("correct")) for r in team_records
+                       if r.get("status") in COMPLETED}
+                for name, team_records in records.items()}
+    return _masked({
+        "complete": complete,
+        "dataset": head["dataset"],
+        "options": head["options"],
+        "started_at": head["started_at"],
+        "finished_at": head["finished_at"],
+        "teams": rows,
+        "comparisons": compare(outcomes),
+    })
 
 
 _ERROR_TYPE = re.compile(r": ([A-Za-z_]\w*)(?::|$)")

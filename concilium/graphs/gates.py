@@ -65,7 +65,7 @@ def add_gates(graph: StateGraph, team: TeamSpec) -> StateGraph:
 
 def _gated(inner: Any, node: str, when: Literal["before", "after"], team: TeamSpec) -> Any:
     from concilium.agents.answers import extract
-    from concilium.agents.roles.human import KIND, gate, read_reply
+    from concilium.agents.roles.human import PERSON, gate, read_reply
 
     async def run(
         state: dict[str, Any], config: RunnableConfig, runtime: Runtime[RunContext]
@@ -76,10 +76,10 @@ def _gated(inner: Any, node: str, when: Literal["before", "after"], team: TeamSp
             question, reply = gate(ctx, node, when, state)
             step = ctx.step(
                 node=node,
-                role=KIND,
+                role=PERSON,
                 round=number,
                 output=reply,
-                tool=KIND,
+                tool=PERSON,
                 messages=[{"role": "user", "content": question}],
                 parsed={"when": when, "reply": read_reply(reply)},
             )
@@ -100,10 +100,10 @@ def _gated(inner: Any, node: str, when: Literal["before", "after"], team: TeamSp
             changes["answer"] = {"text": reply, "value": value, "program": None}
         step = ctx.step(
             node=node,
-            role=KIND,
+            role=PERSON,
             round=number,
             output=reply,
-            tool=KIND,
+            tool=PERSON,
             messages=[{"role": "user", "content": question}],
             parsed={"when": when, "reply": meaning},
             answer=value,

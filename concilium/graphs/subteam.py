@@ -70,4 +70,5 @@ async def run_team(
         ctx.llm_calls += inner.llm_calls
         ctx.tokens += inner.tokens
         ctx.cost += inner.cost
+        await inner.aclose()  # its tools' MCP servers: nobody else holds this context
     return {**state, "steps": [_prefixed(node, s) for s in state.get("steps") or []]}

@@ -33,6 +33,8 @@ __all__ = [
     "Base",
     "Behavior",
     "CallRow",
+    "EvalResultRow",
+    "EvalRow",
     "MemoryUse",
     "Reflection",
     "RunRow",
@@ -265,3 +267,76 @@ class MemoryUse(Base):
     namespace: Mapped[str | None] = mapped_column(String(128))
     correct: Mapped[bool | None] = mapped_column(Boolean)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class EvalRow(Base):
+    """One evaluation (``concilium eval``): enough to rebuild its summary from SQL alone.
+
+    Its id is kept in the output directory's ``eval_id`` file, so rerunning the same
+    command (a resume) is the same evaluation (migration 0004).
+    """
+
+    __tablename__ = "evals"
+    __table_args__ = (Index("ix_evals_started", "started_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    dataset: Mapped[str] = mapped_column(Text)
+    """The dataset's spec (a path or ``arith:N``)."""
+    dataset_name: Mapped[str] = mapped_column(String(256))
+    out_dir: Mapped[str | None] = mapped_column(Text)
+    memory: Mapped[str] = mapped_column(String(8))
+    teams: Mapped[list[Any]] = mapped_column(JSON)
+    """Each team as the summary describes it (name, content hash, grader, ...), in order."""
+    item_keys: Mapped[list[Any]] = mapped_column(JSON)
+    """The selected items' keys in evaluation order (what the summary counts)."""
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    head: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """The summary without its per-team figures: ``complete``, ``dataset``, ``options``,
+    ``started_at``, ``finished_at`` as ``summary.json`` has them."""
+    complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class EvalResultRow(Base):
+    """The latest graded outcome of one team on one item of an evaluation.
+
+    Keyed as a rerun resumes an item (team content hash, memory mode, reference
+    shown, item key), so a resumed or re-sent record replaces its row.
+    """
+
+    __tablename__ = "eval_results"
+    __table_args__ = (
+        Index("ix_eval_results_eval_team", "eval_id", "team"),
+        Index("ix_eval_results_run", "run_id"),
+    )
+
+    eval_id: Mapped[str] = mapped_column(ForeignKey("evals.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    team_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    memory: Mapped[str] = mapped_column(String(8), primary_key=True)
+    revealed: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    item: Mapped[str] = mapped_column(Text, primary_key=True)
+    """The item's key (``id:digest``): the same item across runs, even if the file changes."""
+    item_id: Mapped[str] = mapped_column(Text)
+    team: Mapped[str] = mapped_column(String(128))
+    position: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    correct: Mapped[bool | None] = mapped_column(Boolean)
+    answer: Mapped[str | None] = mapped_column(Text)
+    expected: Mapped[list[Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    """The run in the ledger (when the evaluation recorded its runs)."""
+    llm_calls: Mapped[int] = mapped_column(Integer, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    total_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+    wall_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """The record exactly as ``items.jsonl`` has it."""
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    """When the outcome was produced (the record's ``at``)."""
+    written_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -13,7 +13,12 @@ does it:
   (:mod:`concilium.run.memory`);
 - the team's ``limits.timeout_s`` bounds the run; a budget or the timeout stops it
   with the ledger row saying so, and the exception (``BudgetExceeded``,
-  ``TimeoutError``) reaches the caller as LangGraph code expects.
+  ``TimeoutError``) reaches the caller as LangGraph code expects;
+- the MCP servers the run's tools connected to are closed when the invocation ends
+  (its stdio server processes stop), whoever made its context: a service that embeds
+  the graph does not collect a server process per request. An invocation abandoned
+  half-way (a stream the caller stopped reading) is closed by ``await graph.aclose()``
+  (or ``async with graph:``), which closes every invocation still open.
 
 :func:`concilium.run.execute.execute` does all of this itself (durably, with
 resume) and marks its context ``managed``, so the graph then only runs its nodes.
@@ -22,6 +27,7 @@ resume) and marks its context ``managed``, so the graph then only runs its nodes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -108,16 +114,54 @@ def _compiled_team_class() -> type:
         """
 
         def __init__(
-            self, *, spec: TeamSpec, team: Any = None, memory: Any = None, **kwargs: Any
+            self,
+            *,
+            spec: TeamSpec,
+            team: Any = None,
+            memory: Any = None,
+            open_contexts: dict[int, RunContext] | None = None,
+            **kwargs: Any,
         ) -> None:
             super().__init__(**kwargs)
-            # In __dict__, so LangGraph's copy() keeps them.
+            # In __dict__, so LangGraph's copy() keeps them (a copy shares open_contexts:
+            # closing either closes the invocations of both).
             self.spec = spec
             self.team = team
             self.memory = memory
+            self.open_contexts: dict[int, RunContext] = (
+                {} if open_contexts is None else open_contexts
+            )
+            """The contexts of invocations under way that close their tools at the end."""
 
         def _context(self, context: Any) -> Any:
             return new_context(self.spec) if context is None else context
+
+        async def aclose(self) -> None:
+            """Close the MCP connections of every invocation still open (one whose
+            stream was abandoned): their stdio servers stop. Finished invocations closed
+            theirs already; the graph stays usable."""
+            contexts = list(self.open_contexts.values())
+            self.open_contexts.clear()
+            await asyncio.gather(*(c.aclose() for c in contexts), return_exceptions=True)
+
+        async def __aenter__(self) -> Any:
+            return self
+
+        async def __aexit__(self, *exc: Any) -> None:
+            await self.aclose()
+
+        async def _closing(self, stream: AsyncIterator[Any], ctx: RunContext
+                           ) -> AsyncIterator[Any]:
+            """``stream``, then ``ctx``'s MCP connections closed (however it ends)."""
+            self.open_contexts[id(ctx)] = ctx
+            try:
+                async for chunk in stream:
+                    yield chunk
+            finally:
+                with contextlib.suppress(Exception):
+                    await stream.aclose()  # type: ignore[attr-defined]
+                self.open_contexts.pop(id(ctx), None)
+                await ctx.aclose()
 
         def stream(
             self, input: Any, config: Any = None, *, context: Any = None, **kwargs: Any
@@ -138,8 +182,11 @@ def _compiled_team_class() -> type:
                 or not isinstance(input, dict)
                 or "task" not in input
             ):  # a managed run, a resume, a Command
-                return super().astream(input, config, context=ctx, **kwargs)
-            return self._carried(input, config, ctx, **kwargs)
+                stream = super().astream(input, config, context=ctx, **kwargs)
+                if isinstance(ctx, RunContext) and not ctx.managed:  # nobody else closes it
+                    return self._closing(stream, ctx)
+                return stream
+            return self._closing(self._carried(input, config, ctx, **kwargs), ctx)
 
         async def _carried(
             self,

@@ -20,6 +20,8 @@ code: any litellm model string works.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 __all__ = ["OWN", "custom_provider_map"]
@@ -54,6 +56,16 @@ def _adapter_class() -> type:
         generic_chunks,
         record_provider_error,
     )
+
+    @contextmanager
+    def recorded(meta: dict[str, Any]) -> Iterator[None]:
+        """A provider's error, noted under the call's id before litellm wraps it (so the
+        retry policy and the ledger see what the provider raised, not litellm's wrapper)."""
+        try:
+            yield
+        except Exception as error:
+            record_provider_error(meta.get("concilium_call_id"), error)
+            raise
 
     class OwnProvider(CustomLLM):  # type: ignore[misc]
         """``<prefix>/<model>`` through litellm: the provider module's ``areply``/``reply``."""
@@ -93,11 +105,8 @@ def _adapter_class() -> type:
             client=None,
         ):
             meta = call_metadata(litellm_params)
-            try:
+            with recorded(meta):
                 out = await self.module.areply(model, messages, dict(optional_params), meta)
-            except Exception as error:
-                record_provider_error(meta.get("concilium_call_id"), error)
-                raise
             return self._fill(model_response, model, out)
 
         def completion(  # type: ignore[override]
@@ -120,11 +129,8 @@ def _adapter_class() -> type:
             client=None,
         ):
             meta = call_metadata(litellm_params)
-            try:
+            with recorded(meta):
                 out = self.module.reply(model, messages, dict(optional_params), meta)
-            except Exception as error:
-                record_provider_error(meta.get("concilium_call_id"), error)
-                raise
             return self._fill(model_response, model, out)
 
         async def astreaming(  # type: ignore[override]
@@ -148,14 +154,11 @@ def _adapter_class() -> type:
         ):
             """The module's ``astream``: pieces as generated, usage in the last chunk."""
             meta = call_metadata(litellm_params)
-            try:
+            with recorded(meta):
                 async for chunk in self.module.astream(
                     model, messages, dict(optional_params), meta
                 ):
                     yield chunk
-            except Exception as error:
-                record_provider_error(meta.get("concilium_call_id"), error)
-                raise
 
         def streaming(  # type: ignore[override]
             self,
@@ -178,11 +181,8 @@ def _adapter_class() -> type:
         ):
             """Blocking callers get the whole reply, cut into pieces, then its usage."""
             meta = call_metadata(litellm_params)
-            try:
+            with recorded(meta):
                 out = self.module.reply(model, messages, dict(optional_params), meta)
-            except Exception as error:
-                record_provider_error(meta.get("concilium_call_id"), error)
-                raise
             yield from generic_chunks(*out)
 
     return OwnProvider

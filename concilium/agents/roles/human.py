@@ -26,9 +26,12 @@ from concilium.agents.llm import ChatResult
 from concilium.agents.prompts import render
 from concilium.errors import ConfigError
 
-__all__ = ["KIND", "STOP_WORDS", "Reply", "ask_person", "gate", "read_reply"]
+__all__ = ["PERSON", "STOP_WORDS", "Reply", "ask_person", "gate", "read_reply"]
 
-KIND = "human"
+PERSON = "human"
+"""The role and model name a person's steps carry in the ledger. Not a ``RoleKind``: a
+person plays a role kind of the team (``plays``), or answers a gate, and is no kind of
+their own (so, unlike the other role modules, this one declares no ``KIND``)."""
 STOP_WORDS = frozenset({"stop", "abort", "quit"})
 """A reply to a node's gate that ends the run there."""
 _GO_WORDS = frozenset({"", "y", "yes", "ok", "okay", "go", "continue", "approve", "approved"})
@@ -65,7 +68,7 @@ async def ask_person(
     """
     said = {m["role"]: m["content"] for m in messages}
     shown = render(
-        KIND, None, plays=kind, question=said.get("user", ""), instructions=said.get("system", "")
+        PERSON, None, plays=kind, question=said.get("user", ""), instructions=said.get("system", "")
     )
     text = {m["role"]: m["content"] for m in shown}
     start = time.perf_counter()
@@ -81,7 +84,7 @@ async def ask_person(
     )
     return ChatResult(
         text=str(reply if reply is not None else ""),
-        model=KIND,
+        model=PERSON,
         latency_ms=(time.perf_counter() - start) * 1000.0,
     )
 
