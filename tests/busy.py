@@ -5,9 +5,9 @@ CI machine whose cores are busy. This runs the command (``--times`` times in a r
 stopping at the first failure) while one busy loop per core (or ``--loops``) spins,
 and always stops the loops afterwards::
 
-    python tests/busy.py -- python -m pytest -q
-    python tests/busy.py --times 3 -- python -m pytest -q -x
-    python tests/busy.py --times 10 -- python -m pytest -q tests/test_durable.py -k ctrl_c
+    python tests/busy.py -- pytest -q
+    python tests/busy.py --times 3 -- pytest -q -x
+    python tests/busy.py --times 10 -- pytest -q tests/test_durable.py -k ctrl_c
 
 The exit code is the command's (the first failing run's).
 """

@@ -307,3 +307,28 @@ async def test_local_model_streams_the_same_text_and_usage() -> None:
         whole.prompt_tokens,
         whole.completion_tokens,
     )
+
+
+async def test_streamed_text_is_redacted_as_a_stream_for_every_listener(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A ``Bearer`` token (the piece after its word: masked only with it) or a key reaches
+    neither ``Team.astream`` (what ``concilium serve`` streams) nor LangGraph's
+    messages stream, and the masked pieces still add up to the step's masked output."""
+    secret, token = "hunter2-demo-secret", "abcdefghijklmnopqrstu"
+    monkeypatch.setenv("DEMO_API_KEY", secret)
+    said = f"The key is {secret} and Bearer {token} here.\nAnswer: 42"
+    with scripted.use("cut", scripted.Script(default=said)):  # streamed word by word
+        team = load_team(debate_spec("scripted/cut", strategy="single",
+                                     roles={"generator": {}}))
+        events = [e async for e in team.astream("What is 6 times 7?", memory=False)]
+        graph = team.compile()
+        messages = [str(chunk.content) async for chunk, _meta in graph.astream(
+            {"task": "What is 6 times 7?"}, stream_mode="messages")]
+    deltas = [e["text"] for e in events if e["type"] == "delta"]
+    step = next(e["step"] for e in events if e["type"] == "step")
+    assert "".join(deltas) == step["output"] == (
+        "The key is *** and Bearer *** here.\nAnswer: 42")
+    assert "".join(messages) == step["output"]
+    for shown in (deltas, messages):
+        assert shown and not any(secret[:4] in s or token[:5] in s for s in shown), shown

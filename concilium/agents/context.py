@@ -29,7 +29,7 @@ from concilium.agents.llm import ChatResult, Endpoint, ResponseCache, RetryPolic
 from concilium.agents.streaming import Delta, langchain_messages
 from concilium.errors import BudgetExceeded, ConfigError
 from concilium.records import Step, new_run_id
-from concilium.secrets import redact, redact_obj, secret_values
+from concilium.secrets import StreamRedactor, redact, redact_obj, secret_values
 from concilium.spec import RoleSpec, TeamSpec
 
 if TYPE_CHECKING:
@@ -174,12 +174,14 @@ class RunContext:
         metadata = {"role": kind, "node": node, "run_id": self.run_id, "sample": sample,
                     "round": round}
         listener = await langchain_messages(messages, model=model, metadata=metadata)
-        on_delta = None
+        on_delta = finish = None
         if self.on_delta is not None or (listener is not None and listener.wants_tokens()):
-            on_delta = self._deltas(metadata, listener)
+            on_delta, finish = self._deltas(metadata, listener)
         try:
             result = await self._call(messages, model, spec, node, where, retry, metadata,
                                       stop, kind, schema, on_delta, tools)
+            if finish is not None:
+                await finish()
         except BaseException as error:
             if listener is not None:
                 await listener.error(error)
@@ -216,8 +218,14 @@ class RunContext:
         if not self.journal.put_now(key, entry):  # SQLite's lock was taken: wait for it
             await asyncio.to_thread(self.journal.put, key, entry)
 
-    def _deltas(self, metadata: dict[str, Any], listener: Any) -> Callable[[Delta], Any]:
-        """Where one call's deltas go: ``on_delta``, the custom stream, LangChain."""
+    def _deltas(self, metadata: dict[str, Any], listener: Any,
+                ) -> tuple[Callable[[Delta], Any], Callable[[], Any]]:
+        """Where one call's deltas go (``on_delta``, the custom stream, LangChain), redacted
+        as a stream, and the coroutine that sends what was held back when the reply ends.
+
+        Redacted here, once, for every listener: a key the tokenizer cut in two (or a
+        ``Bearer`` token in the piece after the word) passes a per-piece redaction.
+        """
         try:
             from langgraph.config import get_stream_writer
 
@@ -228,7 +236,24 @@ class RunContext:
                 "role": metadata["role"], "round": metadata["round"],
                 "sample": metadata["sample"]}
 
+        redactor = StreamRedactor()
+        model = ""
+
         async def send(delta: Delta) -> None:
+            nonlocal redactor, model
+            model = delta.model
+            if delta.restart:  # a new try: what the last one held back is void too
+                redactor = StreamRedactor()
+            text = redactor.feed(delta.text)
+            if not text and not delta.restart:
+                return
+            await emit(dataclasses.replace(delta, text=text))
+
+        async def finish() -> None:
+            if text := redactor.flush():
+                await emit(Delta(text, model))
+
+        async def emit(delta: Delta) -> None:
             event = {**base, "model": delta.model, "text": delta.text,
                      "restart": delta.restart}
             if self.on_delta is not None:
@@ -238,7 +263,7 @@ class RunContext:
             if listener is not None:
                 await listener.token(delta)
 
-        return send
+        return send, finish
 
     async def _call(self, messages: Sequence[dict[str, str]], model: str, spec: RoleSpec,
                     node: str, where: Endpoint, retry: Any, metadata: dict[str, Any],
