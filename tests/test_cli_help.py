@@ -86,6 +86,10 @@ def test_shell_completion_is_installable_and_completes_commands(tmp_path: Path) 
         "CONCILIUM_HOME": str(tmp_path / "home"),
         "SHELL": "/bin/bash",
         "HOME": str(tmp_path),
+        # Typer detects the shell from the parent processes (shellingham) unless told not
+        # to; under a runner with no shell above it that found none ("Shell  not
+        # supported"). Disabled, ``--show-completion bash`` takes the shell named.
+        "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1",
     }
     shown = subprocess.run(
         [sys.executable, "-c", CLI, "--show-completion", "bash"],
