@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from interrupts import takes_ctrl_c
 from memory_fixtures import db_url, memory  # noqa: F401
 from sqlalchemy import text
 from waiting import wait_for, wait_for_async
@@ -359,7 +360,8 @@ def concilium(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
 def stalled_concilium(model: str, after: int, *args: str,
                       env: dict[str, str]) -> subprocess.Popen[str]:
     """``concilium ARGS`` whose scripted model hangs on every call after the first ``after``."""
-    return subprocess.Popen([sys.executable, "-c", STALLING_CLI, model, str(after), *args],
+    return subprocess.Popen(takes_ctrl_c([sys.executable, "-c", STALLING_CLI, model, str(after),
+                                          *args]),
                             env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

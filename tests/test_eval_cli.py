@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from interrupts import takes_ctrl_c
 from typer.testing import CliRunner
 from waiting import wait_for
 
@@ -183,7 +184,7 @@ def test_ctrl_c_leaves_a_valid_partial_result_that_resumes(tmp_path: Path,
                "app.callback()(lambda: None); register(app); app()")
     env = {**os.environ, "CONCILIUM_SCRIPTS_DIR": str(scripts),
            "CONCILIUM_HOME": str(tmp_path / "home")}
-    process = subprocess.Popen([sys.executable, "-c", program, *args], env=env,
+    process = subprocess.Popen(takes_ctrl_c([sys.executable, "-c", program, *args]), env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     results = out / "items.jsonl"
     try:

@@ -347,6 +347,8 @@ def case_eval_kill(tmp: Path) -> dict[str, Any]:
 
 
 def case_interrupt(tmp: Path) -> dict[str, Any]:
+    from interrupts import takes_ctrl_c
+
     from concilium.memory import Memory
 
     server = _server(tmp, 0.3)
@@ -359,7 +361,7 @@ def case_interrupt(tmp: Path) -> dict[str, Any]:
         command = [sys.executable, "-m", "concilium.cli.app", "batch", str(team), "-i",
                    str(tasks), "-o", str(out), "--ray", "auto", "--workers", "1", "-c", "2", "-q"]
         env = {**os.environ, "RAY_ADDRESS": ""}
-        driver = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+        driver = subprocess.Popen(takes_ctrl_c(command), env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
         _wait_for(lambda: out.exists() and len(out.read_text().splitlines()) >= 2, 120,
                   "two finished records")
