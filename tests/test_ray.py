@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -258,31 +259,11 @@ def case_kill(tmp: Path) -> dict[str, Any]:
         connect("auto", **RAY_INIT)
         batch = Batch(load_team(TEAM), _tasks(tmp, 4), tmp / "out.jsonl",
                       BatchOptions(concurrency=2))
-        killed: dict[str, Any] = {}
-
-        async def main() -> None:
-            pools: list[Any] = []
-            running = asyncio.create_task(drive_batch(batch, ray="auto", workers=1,
-                                                      on_pool=pools.append))
-            log = tmp / "calls.log"
-            while not (log.exists() and log.read_text().strip()):  # an item is in flight
-                await asyncio.sleep(0.02)
-                if running.done():
-                    break
-            pool = pools[0]
-            [pid] = await pool.pids()
-            os.kill(pid, signal.SIGKILL)
-            killed["pid"] = pid
-            await running
-            killed["after"] = await _pids_after(pool) if pool.actors else []
-
-        async def _pids_after(pool: Any) -> list[int]:
-            return list(await pool.pids())
-
-        asyncio.run(main())
+        killed = asyncio.run(_kill_the_worker_mid_item(
+            tmp, lambda on_pool: drive_batch(batch, ray="auto", workers=1, on_pool=on_pool)))
         records = sorted(_lines(tmp / "out.jsonl"), key=lambda r: r["id"])
         ledger = _ledger()
-        return {"killed_pid": killed["pid"], "pids_after": killed.get("after", []),
+        return {"killed_pid": killed["pid"], "pids_after": killed["after"],
                 "ids": [r["id"] for r in records],
                 "all_correct": all(r["correct"] for r in records),
                 "ledger_runs": ledger["runs"], "ledger_ok": ledger["ok"],
@@ -313,37 +294,43 @@ def case_eval_kill(tmp: Path) -> dict[str, Any]:
         evaluation = Evaluation(teams, load_dataset(str(data_path)), tmp / "out",
                                 EvalOptions(concurrency=2))
         evaluation.store = EvalStore.open(evaluation.out_dir)
-        killed: dict[str, Any] = {}
-
-        async def main() -> None:
-            pools: list[Any] = []
-            running = asyncio.create_task(drive_eval(evaluation, teams, ray="auto", workers=1,
-                                                     on_pool=pools.append))
-            log = tmp / "calls.log"
-            while not (log.exists() and log.read_text().strip()):  # an item is in flight
-                await asyncio.sleep(0.02)
-                if running.done():
-                    break
-            pool = pools[0]
-            [pid] = await pool.pids()
-            os.kill(pid, signal.SIGKILL)
-            killed["pid"] = pid
-            await running
-            killed["after"] = list(await pool.pids()) if pool.actors else []
-
-        asyncio.run(main())
+        killed = asyncio.run(_kill_the_worker_mid_item(
+            tmp, lambda on_pool: drive_eval(evaluation, teams, ray="auto", workers=1,
+                                            on_pool=on_pool)))
         summary = evaluation.write_summary()
         lines = _lines(tmp / "out" / "items.jsonl")
         with open_database().engine.connect() as conn:
             sql_rows = conn.execute(text("SELECT count(*) FROM eval_results")).scalar()
         assert evaluation.store is not None
         stored = stored_summary(open_database(), evaluation.store.eval_id)[1]
-        return {"killed_pid": killed["pid"], "pids_after": killed.get("after", []),
+        return {"killed_pid": killed["pid"], "pids_after": killed["after"],
                 "lines": len(lines), "items": len({r["item"] for r in lines}),
                 "all_correct": all(r["correct"] for r in lines), "sql_rows": sql_rows,
                 "sql_equal": json.loads(json.dumps(stored)) == json.loads(json.dumps(summary))}
     finally:
         server.kill()
+
+
+async def _kill_the_worker_mid_item(
+    tmp: Path, drive: Callable[[Callable[[Any], None]], Awaitable[Any]],
+) -> dict[str, Any]:
+    """Run ``drive(on_pool)`` on one worker, SIGKILL that worker's process once the model
+    server has logged a call (an item is in flight), and let the run finish.
+
+    Returns the killed pid (``pid``) and the pool's worker pids afterwards (``after``).
+    """
+    pools: list[Any] = []
+    running = asyncio.create_task(drive(pools.append))
+    log = tmp / "calls.log"
+    while not (log.exists() and log.read_text().strip()):  # an item is in flight
+        await asyncio.sleep(0.02)
+        if running.done():
+            break
+    pool = pools[0]
+    [pid] = await pool.pids()
+    os.kill(pid, signal.SIGKILL)
+    await running
+    return {"pid": pid, "after": list(await pool.pids()) if pool.actors else []}
 
 
 def case_interrupt(tmp: Path) -> dict[str, Any]:
