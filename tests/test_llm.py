@@ -100,9 +100,6 @@ async def test_scripts_load_from_yaml_files(tmp_path, monkeypatch) -> None:
 def test_a_run_on_our_own_providers_never_imports_litellm(tmp_path) -> None:
     """Importing litellm is most of a cold start (issue #17): scripted/ and local/ calls,
     and OpenAI-compatible servers, are made without it."""
-    import os
-    import subprocess
-    import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
@@ -117,20 +114,13 @@ def test_a_run_on_our_own_providers_never_imports_litellm(tmp_path) -> None:
         "assert result.answer == '5', result\n"
         "print('litellm' in sys.modules)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(root), "CONCILIUM_HOME": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split()[-1] == "False"
+    assert not _imports_litellm(code, tmp_path)
 
 
 def test_an_eval_and_a_batch_of_our_own_models_never_import_litellm(tmp_path) -> None:
     """The runners warm litellm before their first item only when a call will go through
     it (issue #17): a scripted team's evaluation and batch pay neither its ~4 s nor its
     ~150 MB."""
-    import os
-    import subprocess
-    import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
@@ -155,11 +145,7 @@ def test_an_eval_and_a_batch_of_our_own_models_never_import_litellm(tmp_path) ->
         "assert 'a' in batch.done, batch.done\n"
         "print('litellm' in sys.modules)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(root), "CONCILIUM_HOME": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split()[-1] == "False"
+    assert not _imports_litellm(code, tmp_path)
 
 
 def test_litellm_is_warmed_only_for_a_team_with_a_call_through_it() -> None:
@@ -179,3 +165,18 @@ def test_litellm_is_warmed_only_for_a_team_with_a_call_through_it() -> None:
     assert not warm_litellm([team(), team(model="openai/qwen", api_base="http://127.0.0.1:9/v1")])
     assert warm_litellm([team(), team(fallbacks=["anthropic/claude-3-5-haiku-latest"])])
     assert warm_litellm([team(model="gemini/gemini-2.0-flash")])
+
+
+def _imports_litellm(code: str, tmp_path) -> bool:
+    """Run ``code`` (which ends by printing ``'litellm' in sys.modules``) in a new process."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root), "CONCILIUM_HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.split()[-1] == "True"
